@@ -10,6 +10,7 @@ group (a new attention whose output projection starts at zero), then ln_post and
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Sequence
 
 import numpy as np
@@ -83,7 +84,7 @@ class PromptSwitch(nn.Module):
         for volatile in ("metrics", "base", "caption_trained"):
             cfg.pop(volatile, None)
         h = hashlib.sha256(self._weights_hash.encode())
-        h.update(repr(sorted(cfg.items())).encode())
+        h.update(json.dumps(cfg, sort_keys=True).encode())
         return h.hexdigest()[:16]
 
     def weights_hash(self) -> str:

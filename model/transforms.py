@@ -13,7 +13,11 @@ import torch.nn.functional as F
 
 def _to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 [T,H,W,3] (or one [H,W,3] frame) -> float [T,3,H,W] in 0..1."""
-    x = torch.as_tensor(np.asarray(frames)) if not isinstance(frames, torch.Tensor) else frames
+    if isinstance(frames, torch.Tensor):
+        x = frames
+    else:
+        a = np.asarray(frames)
+        x = torch.from_numpy(a if a.flags.writeable else a.copy())
     if x.ndim == 3:
         x = x.unsqueeze(0)
     if x.ndim != 4 or x.shape[-1] != 3:

@@ -1,0 +1,214 @@
+"""The Prompt Switch encoder: mechanics of the method, checked on random tiny weights."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model import PromptSwitch, architecture, load_model
+
+NP = 6
+
+
+def frames(b: int = 1, t: int = 12, seed: int = 0, size: int = 32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, t, 3, size, size, generator=g)
+
+
+@pytest.fixture()
+def model() -> PromptSwitch:
+    """A fresh tiny model whose prompt cube and aggregation are large enough to matter."""
+    m = load_model("random:tiny")
+    with torch.no_grad():
+        m.prompt.normal_(0, 1.0)  # the paper's init (std 0.02/sqrt(D)) makes effects tiny, not absent
+        m.agg.out_proj.weight.normal_(0, 0.05)
+    return m
+
+
+def test_without_prompts_frame_features_equal_open_clip(model: PromptSwitch) -> None:
+    model.use_prompts = False
+    x = frames(2, 6)
+    with torch.no_grad():
+        ours = model.frame_features(x)
+        ref = model.clip.encode_image(x.reshape(12, 3, 32, 32)).reshape(2, 6, -1)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_shapes_and_normalisation(tiny_model: PromptSwitch) -> None:
+    with torch.no_grad():
+        v, f = tiny_model.encode_video(frames(3, 12))
+    assert v.shape == (3, 128) and f.shape == (3, 12, 128)
+    torch.testing.assert_close(v.norm(dim=-1), torch.ones(3))
+    torch.testing.assert_close(f.norm(dim=-1), torch.ones(3, 12))
+    # The video feature is the normalised mean of the normalised frame features.
+    torch.testing.assert_close(v, F.normalize(f.mean(1), dim=-1))
+
+
+def test_frame_count_must_be_multiple_of_np(tiny_model: PromptSwitch) -> None:
+    with pytest.raises(ValueError, match="multiple of num_prompts"):
+        tiny_model.encode_video(frames(1, 7))
+
+
+def _frame_change_effect(m: PromptSwitch, changed: int, t: int = 12) -> torch.Tensor:
+    x = frames(1, t)
+    y = x.clone()
+    y[0, changed] = torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        return (m.frame_features(x) - m.frame_features(y))[0].abs().amax(dim=-1)
+
+
+def test_information_crosses_frames_only_inside_a_group(model: PromptSwitch) -> None:
+    diff = _frame_change_effect(model, changed=2)
+    assert diff[2] > 1e-2  # the changed frame itself
+    others_in_group = torch.cat([diff[:2], diff[3:6]])
+    assert (others_in_group > 1e-4).all(), others_in_group  # frame 2 reaches every frame of group 0
+    assert (diff[6:] == 0).all(), diff[6:]  # group 1 (frames 6-11) is independent
+
+
+def test_no_cross_frame_information_without_prompts(model: PromptSwitch) -> None:
+    model.use_prompts = False
+    diff = _frame_change_effect(model, changed=2)
+    assert diff[2] > 1e-2
+    assert (torch.cat([diff[:2], diff[3:]]) == 0).all()
+
+
+def test_order_matters_only_with_prompts(model: PromptSwitch) -> None:
+    x = frames(1, 6)
+    rev = x.flip(1)
+    with torch.no_grad():
+        v_fwd, _ = model.encode_video(x)
+        v_rev, _ = model.encode_video(rev)
+        assert (v_fwd - v_rev).abs().max() > 1e-4
+        model.use_prompts = False
+        p_fwd, _ = model.encode_video(x)
+        p_rev, _ = model.encode_video(rev)
+    torch.testing.assert_close(p_fwd, p_rev, atol=1e-6, rtol=1e-5)
+
+
+def _reference_frame_features(m: PromptSwitch, x: torch.Tensor) -> torch.Tensor:
+    """An independent, loop-per-frame reading of the method, for one group of Np frames.
+
+    Frame f's attention input is ln_1 of its own tokens, except prompt slot j, which is ln_1 of
+    frame j's prompt slot f. The residual stream stays per frame."""
+    v = m.clip.visual
+    T = x.shape[0]
+    toks = [torch.cat([v._embeds(x[f : f + 1])[0], m.prompt[f]], dim=0) for f in range(T)]
+    P = m.config.num_prompts
+    for blk in v.transformer.resblocks:
+        normed = [blk.ln_1(t) for t in toks]
+        new = []
+        for f in range(T):
+            h = normed[f].clone()
+            for j in range(P):
+                h[-P + j] = normed[j][-P + f]
+            a = blk.attn(h[None], h[None], h[None], need_weights=False)[0][0]
+            y = toks[f] + a
+            new.append(y + blk.mlp(blk.ln_2(y)))
+        toks = new
+    prompts = torch.cat([t[-P:] for t in toks], dim=0)[None]  # all Np*Np prompt outputs of the group
+    out = []
+    for f in range(T):
+        cls = toks[f][:1][None]
+        cls = cls + m.agg(cls, prompts, prompts, need_weights=False)[0]
+        out.append(v.ln_post(cls[0, 0]) @ v.proj)
+    return torch.stack(out)
+
+
+def test_switch_matches_reference_reading_of_the_method(model: PromptSwitch) -> None:
+    x = frames(1, 6)
+    with torch.no_grad():
+        ours = model.frame_features(x)[0]
+        ref = _reference_frame_features(model, x[0])
+    torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_switch_is_on_the_attention_input_not_the_residual(model: PromptSwitch) -> None:
+    """A variant that also switches the residual stream must give different features."""
+    x = frames(1, 6)
+
+    class ResidualSwitched(PromptSwitch):
+        def frame_features(self, frames):  # the wrong model: switch x itself before each block
+            B, T = frames.shape[:2]
+            v = self.clip.visual
+            t = v._embeds(frames.reshape(B * T, *frames.shape[2:]))
+            n = B * T // NP
+            t = torch.cat([t, self.prompt.unsqueeze(0).expand(n, -1, -1, -1).reshape(B * T, NP, -1)], 1)
+            for blk in v.transformer.resblocks:
+                t = self._switch(t, n)
+                t = t + blk.attention(q_x=blk.ln_1(t))
+                t = t + blk.mlp(blk.ln_2(t))
+            kv = t[:, -NP:].reshape(n, NP * NP, -1).repeat_interleave(NP, 0)
+            cls = t[:, :1] + self.agg(t[:, :1], kv, kv, need_weights=False)[0]
+            return (v.ln_post(cls[:, 0]) @ v.proj).reshape(B, T, -1)
+
+    wrong = ResidualSwitched(copy.deepcopy(model.config))
+    wrong.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        good = model.frame_features(x)
+        bad = wrong.frame_features(x)
+        ref = _reference_frame_features(model, x[0])
+    assert (good - bad).abs().max() > 1e-3
+    assert not torch.allclose(bad[0], ref, atol=1e-4)
+
+
+def test_aggregation_output_projection_starts_at_zero(tiny_model: PromptSwitch) -> None:
+    assert tiny_model.agg.out_proj.weight.abs().max() == 0
+    assert tiny_model.agg.out_proj.bias.abs().max() == 0
+    cube = tiny_model.prompt
+    assert cube.shape == (NP, NP, 128)
+    assert cube.std() < 0.02 * 128**-0.5 * 1.5
+
+
+def test_trimmed_text_path_equals_open_clip(tiny_model: PromptSwitch) -> None:
+    texts = ["a red circle moves left", "hi", "a much longer sentence about a green square that grows"]
+    with torch.no_grad():
+        ours = tiny_model.encode_text(texts)
+        ref = tiny_model.clip.encode_text(tiny_model.tokenize(texts), normalize=True)
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.norm(dim=-1), torch.ones(3))
+
+
+def test_random_spec_is_deterministic_and_fingerprint_tracks_weights() -> None:
+    a, b = load_model("random:tiny"), load_model("random:tiny")
+    assert a.fingerprint == b.fingerprint
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+    with torch.no_grad():
+        b.prompt[0, 0, 0] += 1e-3
+    b.invalidate_fingerprint()
+    assert b.fingerprint != a.fingerprint
+    fp = a.fingerprint
+    a.use_prompts = False
+    assert a.fingerprint != fp
+
+
+@pytest.mark.parametrize("name", ["ViT-B-32", "ViT-B-16"])
+def test_full_size_architectures_build(name: str) -> None:
+    cfg = architecture(name)
+    m = PromptSwitch(cfg)
+    v = m.clip.visual
+    assert v.conv1.out_channels == 768 and cfg.image_size == 224
+    grid = 224 // cfg.clip["vision_cfg"]["patch_size"]
+    assert v.positional_embedding.shape[0] == grid * grid + 1
+    assert m.prompt.shape == (6, 6, 768) and m.agg.num_heads == 12
+    assert m.captioner.head.out_features == 49408
+    assert isinstance(v.transformer.resblocks[0].mlp.gelu, type(PromptSwitch(architecture("tiny")).clip.visual.transformer.resblocks[0].mlp.gelu))
+
+
+def test_preprocess_matches_clip_test_transform(tiny_model: PromptSwitch) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    a = tiny_model.preprocess(img)
+    b = tiny_model.preprocess(Image.fromarray(img))
+    c = tiny_model.preprocess_frames(img[None])[0]
+    assert a.shape == (3, 32, 32)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a, c)
+    # centre crop of the short side, normalised with CLIP's statistics
+    mean = torch.tensor(tiny_model.config.mean).view(3, 1, 1)
+    assert abs(float((a * torch.tensor(tiny_model.config.std).view(3, 1, 1) + mean).mean()) - img[:, 8:56].mean() / 255) < 0.02
