@@ -1,0 +1,181 @@
+"""Evaluation: retrieval metrics on MSR-VTT / MSVD / LSMDC files, and the moving-shapes checks.
+
+    python -m model.evaluate --model SPEC --dataset msrvtt --root DIR [--json out.json]
+    python -m model.evaluate --model bundled:moving-shapes --dataset moving-shapes --seed 123 --size 500
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class ShapesEval:
+    """The three numbers that show a model sees time, on clips drawn from `seed`."""
+
+    reversal_accuracy: float
+    reversal_translations: float
+    reversal_scalings: float
+    gallery_t2v_r1: float
+    caption_accuracy: float
+    retrieval: dict
+
+
+def encode_frames_batched(model, frames_u8: np.ndarray, batch: int = 64):
+    """uint8 [N, T, H, W, 3] -> (video_emb [N, D], frame_emb [N, T, D]) as numpy, no grad."""
+    import torch
+
+    vids, frs = [], []
+    with torch.inference_mode():
+        for i in range(0, len(frames_u8), batch):
+            chunk = frames_u8[i : i + batch]
+            x = torch.stack([model.preprocess_frames(c) for c in chunk]).to(model.device)
+            v, f = model.encode_video(x)
+            vids.append(v.float().cpu().numpy())
+            frs.append(f.float().cpu().numpy())
+    return np.concatenate(vids), np.concatenate(frs)
+
+
+def encode_texts_batched(model, texts: list[str], batch: int = 256) -> np.ndarray:
+    import torch
+
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(texts), batch):
+            out.append(model.encode_text(texts[i : i + batch]).float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def evaluate_shapes(model, seed: int = 123, size: int = 500, num_frames: int | None = None,
+                    caption_beams: int = 1) -> ShapesEval:
+    """Reversal accuracy, gallery R@1 (one clip per distinct caption) and caption accuracy."""
+    import torch
+
+    from .metrics import retrieval_metrics, reversal_accuracy
+    from .sampling import sample_times
+    from .shapes import REVERSE, TRANSLATIONS, parse_caption_all, random_clip, render
+
+    num_frames = num_frames or model.config.num_frames
+    rng = np.random.default_rng([seed, 7])
+    specs = [random_clip(rng) for _ in range(size)]
+    times = sample_times(num_frames, model.config.num_prompts)
+    px = model.config.image_size
+    fwd = np.stack([render(s, num_frames, px, times=times) for s in specs])
+    rev = np.stack([render(s.reversed(), num_frames, px, times=times) for s in specs])
+    v_fwd, _ = encode_frames_batched(model, fwd)
+    v_rev, _ = encode_frames_batched(model, rev)
+    captions = [s.caption() for s in specs]
+    t_true = encode_texts_batched(model, captions)
+    t_rev = encode_texts_batched(model, [s.reversed().caption() for s in specs])
+    # Reversal: does the clip score its true caption above its time-reversed caption?
+    s_true, s_rev = (v_fwd * t_true).sum(1), (v_fwd * t_rev).sum(1)
+    kinds = np.array([s.shapes[0].motion in TRANSLATIONS for s in specs])
+    rev_all = reversal_accuracy(s_true, s_rev)
+    rev_tr = reversal_accuracy(s_true[kinds], s_rev[kinds]) if kinds.any() else float("nan")
+    rev_sc = reversal_accuracy(s_true[~kinds], s_rev[~kinds]) if (~kinds).any() else float("nan")
+    # Gallery: one clip per distinct caption, every caption queries it.
+    first: dict[str, int] = {}
+    for i, c in enumerate(captions):
+        first.setdefault(c, i)
+    idx = np.array(sorted(first.values()))
+    sim = t_true[idx] @ v_fwd[idx].T
+    retrieval = retrieval_metrics(sim, np.arange(len(idx)))
+    # Captions: colour, shape and motion all right.
+    right = 0
+    if model.has_trained_captioner:
+        gen = []
+        with torch.inference_mode():
+            for i in range(0, size, 64):
+                x = torch.stack([model.preprocess_frames(c) for c in fwd[i : i + 64]]).to(model.device)
+                gen += model.generate_captions(x, max_len=12, num_beams=caption_beams)
+        for g, s in zip(gen, specs):
+            sh = s.shapes[0]
+            right += parse_caption_all(g)[0] == (sh.color, sh.shape, sh.motion)
+    _ = REVERSE
+    return ShapesEval(rev_all, rev_tr, rev_sc, retrieval["t2v"]["R@1"],
+                      right / size if model.has_trained_captioner else float("nan"), retrieval)
+
+
+def evaluate_files(model, dataset: str, root: Path, split: str = "test", batch: int = 16, workers: int = 2) -> dict:
+    """Retrieval metrics over a dataset on disk (every caption is a query)."""
+    from .datasets import load_split
+    from .metrics import retrieval_metrics
+    from .train import VideoDataset, iterate_videos
+
+    sp = load_split(dataset, Path(root), split)
+    if sp.missing:
+        print(f"note: {len(sp.missing)} videos listed in the annotations are missing on disk; skipped", file=sys.stderr)
+    ds = VideoDataset(sp.items, model, train=False)
+    vids, ok_items = [], []
+    for emb, idx in iterate_videos(model, ds, batch=batch, workers=workers):
+        vids.append(emb)
+        ok_items += [sp.items[i] for i in idx]
+    if not ok_items:
+        raise SystemExit(f"no video of {dataset}/{split} under {root} could be read")
+    v = np.concatenate(vids)
+    texts, t2v = [], []
+    for j, item in enumerate(ok_items):
+        for c in item.captions:
+            texts.append(c)
+            t2v.append(j)
+    t = encode_texts_batched(model, texts)
+    return retrieval_metrics(t @ v.T, np.array(t2v))
+
+
+def format_table(results: dict) -> str:
+    keys = ["R@1", "R@5", "R@10", "MdR", "MnR"]
+    lines = ["| direction | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for d in ("t2v", "v2t"):
+        r = results[d]
+        cells = [f"{100 * r[k]:.1f}" if k.startswith("R@") else f"{r[k]:.1f}" for k in keys]
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="a load_model spec")
+    p.add_argument("--dataset", required=True, choices=["msrvtt", "msvd", "lsmdc", "moving-shapes"])
+    p.add_argument("--root", type=Path, help="dataset folder (not needed for generated moving-shapes)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--seed", type=int, default=123, help="moving-shapes: seed of the generated split")
+    p.add_argument("--size", type=int, default=500, help="moving-shapes: number of clips")
+    p.add_argument("--no-prompts", action="store_true", help="run the weights as the mean-pooling baseline")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", type=Path, help="write the results here")
+    a = p.parse_args(argv)
+
+    from .hub import load_model
+    from .train import pick_device
+
+    model = load_model(a.model, device=pick_device(a.device))
+    if a.no_prompts:
+        model.use_prompts = False
+    if a.dataset == "moving-shapes" and a.root is None:
+        ev = evaluate_shapes(model, seed=a.seed, size=a.size)
+        results = {**ev.retrieval, "reversal_accuracy": ev.reversal_accuracy,
+                   "reversal_accuracy_translations": ev.reversal_translations,
+                   "reversal_accuracy_scalings": ev.reversal_scalings,
+                   "caption_accuracy": ev.caption_accuracy, "gallery_t2v_R@1": ev.gallery_t2v_r1}
+    else:
+        if a.root is None:
+            p.error("--root is required for this dataset")
+        results = evaluate_files(model, a.dataset, a.root, a.split)
+    print(format_table(results))
+    for k in ("reversal_accuracy", "reversal_accuracy_translations", "reversal_accuracy_scalings",
+              "gallery_t2v_R@1", "caption_accuracy"):
+        if k in results:
+            print(f"{k}: {results[k]:.3f}")
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
