@@ -72,9 +72,11 @@ def evaluate_shapes(model, seed: int = 123, size: int = 500, num_frames: int | N
     captions = [s.caption() for s in specs]
     t_true = encode_texts_batched(model, captions)
     t_rev = encode_texts_batched(model, [s.reversed().caption() for s in specs])
-    # Reversal: does the clip score its true caption above its time-reversed caption?
-    s_true, s_rev = (v_fwd * t_true).sum(1), (v_fwd * t_rev).sum(1)
-    kinds = np.array([s.shapes[0].motion in TRANSLATIONS for s in specs])
+    # Reversal: does a clip score its true caption above its time-reversed caption? Each clip is
+    # tested forwards and reversed, so mean pooling (v_fwd == v_rev) scores exactly 0.5.
+    s_true = np.concatenate([(v_fwd * t_true).sum(1), (v_rev * t_rev).sum(1)])
+    s_rev = np.concatenate([(v_fwd * t_rev).sum(1), (v_rev * t_true).sum(1)])
+    kinds = np.array([s.shapes[0].motion in TRANSLATIONS for s in specs] * 2)
     rev_all = reversal_accuracy(s_true, s_rev)
     rev_tr = reversal_accuracy(s_true[kinds], s_rev[kinds]) if kinds.any() else float("nan")
     rev_sc = reversal_accuracy(s_true[~kinds], s_rev[~kinds]) if (~kinds).any() else float("nan")

@@ -59,6 +59,7 @@ class TrainConfig:
     threads: int = 0                  # torch CPU threads; 0 = torch's default
     arch: str | None = None           # random:<arch> init with a caption vocabulary for shapes
     save_dtype: str = "float32"
+    stop_after: int = 0               # stop this run after N steps (walltime-limited jobs; continue with --resume)
     metadata: dict = field(default_factory=dict)
 
 
@@ -345,7 +346,10 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
     epoch = step // steps_per_epoch if steps_per_epoch else 0
     batches = None
     t0 = time.time()
-    while step < total:
+    out.mkdir(parents=True, exist_ok=True)
+    log_file = (out / "log.jsonl").open("a") if rank == 0 else None
+    run_steps = 0
+    while step < total and not (cfg.stop_after and run_steps >= cfg.stop_after):
         if stream is not None:
             batch = stream.next()
         else:
@@ -376,23 +380,35 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         with torch.no_grad():
             model.clip.logit_scale.clamp_(max=math.log(100))
         step += 1
+        run_steps += 1
+        if log_file is not None:
+            rec = {"step": step, "loss": round(losses["loss"].item(), 5), "contrastive": round(losses["contrastive"], 5),
+                   "lr": opt.param_groups[0]["lr"], "time": round(time.time() - t0, 2)}
+            if "caption" in losses:
+                rec["caption"] = round(losses["caption"], 5)
+            log_file.write(json.dumps(rec) + "\n")
+            log_file.flush()
         bar.update(1)
-        bar.set_postfix(loss=f"{float(losses['loss']):.3f}", con=f"{losses['contrastive']:.3f}",
+        bar.set_postfix(loss=f"{losses["loss"].item():.3f}", con=f"{losses['contrastive']:.3f}",
                         cap=f"{losses.get('caption', 0):.3f}")
         if rank == 0 and (step % eval_every == 0 or step == total):
             model.config.caption_trained = cfg.caption_weight > 0
             model.invalidate_fingerprint()
             metrics = validate(model, cfg)
             log(f"step {step}/{total} ({time.time() - t0:.0f}s): " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+            log_file.write(json.dumps({"step": step, "eval": metrics}) + "\n")
             model.config.metrics = {f"val_{k}": round(v, 4) for k, v in metrics.items() if k != "score"}
             model.config.metrics["train_steps"] = step
             model.save_pretrained(out / "last", dtype=cfg.save_dtype)
             if metrics["score"] > best:
                 best = metrics["score"]
                 model.save_pretrained(out / "best", dtype=cfg.save_dtype)
-        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == total):
+        stopping = bool(cfg.stop_after) and run_steps >= cfg.stop_after
+        if rank == 0 and (step % cfg.checkpoint_every == 0 or step == total or stopping):
             save_checkpoint(cfg, model, opt, step, best, stream.rng if stream else None)
     bar.close()
+    if log_file is not None:
+        log_file.close()
     if world > 1:
         torch.distributed.destroy_process_group()
     return out / "best"
