@@ -389,7 +389,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
             log_file.write(json.dumps(rec) + "\n")
             log_file.flush()
         bar.update(1)
-        bar.set_postfix(loss=f"{losses["loss"].item():.3f}", con=f"{losses['contrastive']:.3f}",
+        bar.set_postfix(loss=f"{losses['loss'].item():.3f}", con=f"{losses['contrastive']:.3f}",
                         cap=f"{losses.get('caption', 0):.3f}")
         if rank == 0 and (step % eval_every == 0 or step == total):
             model.config.caption_trained = cfg.caption_weight > 0
