@@ -1,0 +1,160 @@
+"""App settings: one dataclass, filled from command-line flags and environment variables.
+
+Every flag has an environment variable so a Hugging Face Space (which runs `python app.py` with no
+arguments) can be configured from its settings page. Flags win over the environment.
+Importing this module is cheap: no torch, no gradio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: The model tried first when none is configured.
+DEFAULT_MODEL = "clip:ViT-B-32-quickgelu/openai"
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ASSETS = REPO_ROOT / "assets"
+SAMPLE_VIDEOS = ASSETS / "videos"
+CAPTION_BANK = ASSETS / "captions" / "bank.txt"
+BUNDLED_LIBRARY = ASSETS / "library-shapes"
+
+ENV_MODEL = "PROMPTSWITCH_MODEL"
+ENV_LIBRARY = "PROMPTSWITCH_LIBRARY"
+ENV_VIDEOS = "PROMPTSWITCH_VIDEOS"
+ENV_CACHE = "PROMPTSWITCH_CACHE"
+
+
+def set_environment_defaults() -> None:
+    """Telemetry off and a persistent hub cache on Spaces; call before importing gradio/hub code.
+
+    Only sets what the user has not set. On a Space with persistent storage (mounted at /data),
+    HF_HOME goes to /data/.huggingface so downloaded weights survive restarts.
+    """
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    if "HF_HOME" not in os.environ and os.environ.get("SPACE_ID"):
+        data = Path("/data")
+        if data.is_dir() and os.access(data, os.W_OK):
+            os.environ["HF_HOME"] = str(data / ".huggingface")
+
+
+def hf_home(env=None) -> Path:
+    """The Hugging Face cache root, as huggingface_hub resolves it (HF_HOME, XDG_CACHE_HOME)."""
+    env = os.environ if env is None else env
+    if env.get("HF_HOME"):
+        return Path(env["HF_HOME"]).expanduser()
+    xdg = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "huggingface"
+
+
+def _env_int(env, name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not an integer") from None
+
+
+def _env_float(env, name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a number") from None
+
+
+def _env_str(env, name: str) -> str | None:
+    raw = env.get(name)
+    return raw.strip() if raw and raw.strip() else None
+
+
+@dataclass
+class AppConfig:
+    model: str | None = None
+    """Model spec; None = DEFAULT_MODEL, with the offline fallbacks of app.startup."""
+    library: str | None = None
+    """A library folder, or hf-hub:org/dataset[@rev]; None = chosen from the model and --videos."""
+    videos: Path | None = None
+    """A folder of videos to search; a library is built from it when none matches the model."""
+    host: str = "127.0.0.1"
+    port: int = 7860
+    device: str = "auto"
+    cache_dir: Path = field(default_factory=lambda: hf_home() / "promptswitch")
+    """Where libraries built by the app (and caption-bank embeddings) are kept."""
+    fallback: bool = True
+    """Fall back to the bundled model/library when the configured ones cannot be loaded."""
+    caption_bank: Path = CAPTION_BANK
+    max_upload_mb: float = 50.0
+    max_video_seconds: float = 600.0
+    max_query_chars: int = 1000
+    default_k: int = 12
+    max_k: int = 50
+    search_concurrency: int = 4
+    describe_concurrency: int = 1
+    queue_size: int = 256
+
+    @property
+    def model_spec(self) -> str:
+        return self.model or DEFAULT_MODEL
+
+    @property
+    def model_explicit(self) -> bool:
+        return self.model is not None
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="app.py",
+        description="Prompt Switch text-to-video search: a Gradio page to search a video library by text "
+        "and describe uploaded videos.",
+        epilog=f"Environment: {ENV_MODEL}, {ENV_LIBRARY}, {ENV_VIDEOS}, {ENV_CACHE}, PROMPTSWITCH_MAX_UPLOAD_MB, "
+        "PROMPTSWITCH_MAX_VIDEO_SECONDS, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT, HF_HOME (flags win).",
+    )
+    p.add_argument("--model", help=f"model spec (default: {DEFAULT_MODEL}, falling back to bundled:moving-shapes "
+                   "offline); e.g. hf-hub:org/name[@rev], a local folder, random:tiny")
+    p.add_argument("--library", help="library folder made by precompute, or hf-hub:org/dataset[@rev]")
+    p.add_argument("--videos", type=Path, help="folder of videos; a library is built from it if needed")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1; 0.0.0.0 on a Space)")
+    p.add_argument("--port", type=int, help="port (default 7860)")
+    p.add_argument("--device", help="cpu, cuda, or auto (default)")
+    p.add_argument("--cache-dir", type=Path, help="where built libraries are kept (default $HF_HOME/promptswitch)")
+    p.add_argument("--no-fallback", action="store_true",
+                   help="fail instead of falling back to the bundled model and library")
+    p.add_argument("--max-upload-mb", type=float, help="largest upload accepted (default 50)")
+    p.add_argument("--max-video-seconds", type=float, help="longest uploaded video accepted (default 600)")
+    return p
+
+
+def from_args(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> AppConfig:
+    """Settings from flags, then environment variables, then defaults."""
+    args = build_parser().parse_args(argv)
+    env = os.environ if environ is None else environ
+    on_space = bool(env.get("SPACE_ID"))
+    videos = args.videos or (Path(_env_str(env, ENV_VIDEOS)) if _env_str(env, ENV_VIDEOS) else None)
+    cache = args.cache_dir or (Path(_env_str(env, ENV_CACHE)) if _env_str(env, ENV_CACHE) else None)
+    cfg = AppConfig(
+        model=args.model or _env_str(env, ENV_MODEL),
+        library=args.library or _env_str(env, ENV_LIBRARY),
+        videos=videos.expanduser() if videos else None,
+        host=args.host or _env_str(env, "GRADIO_SERVER_NAME") or ("0.0.0.0" if on_space else "127.0.0.1"),
+        port=args.port or _env_int(env, "GRADIO_SERVER_PORT", 7860),
+        device=args.device or _env_str(env, "PROMPTSWITCH_DEVICE") or "auto",
+        cache_dir=(cache or hf_home(env) / "promptswitch").expanduser(),
+        fallback=not args.no_fallback,
+        max_upload_mb=args.max_upload_mb or _env_float(env, "PROMPTSWITCH_MAX_UPLOAD_MB", 50.0),
+        max_video_seconds=args.max_video_seconds or _env_float(env, "PROMPTSWITCH_MAX_VIDEO_SECONDS", 600.0),
+    )
+    if cfg.max_upload_mb <= 0 or cfg.max_video_seconds <= 0:
+        raise SystemExit("--max-upload-mb and --max-video-seconds must be positive")
+    return cfg

@@ -1,0 +1,545 @@
+"""The search engine behind the page: one loaded model, one library, no UI.
+
+Everything a user can type or upload is checked here, so the web page, the HTTP API and the tests
+all get the same clear messages. Bad input never raises: each result carries `ok` and a `message`.
+The model and the library are given to the constructor, already loaded; nothing is ever reloaded
+per request (text embeddings of recent queries are cached instead).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import unicodedata
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Limits", "Hit", "SearchResult", "FrameSimilarity", "RankedCaption", "Description", "SearchEngine",
+    "clean_query", "QueryError",
+]
+
+#: Characters that mean nothing to a search and can break encoders or terminals. Control characters
+#: (category Cc) become spaces; lone surrogates (Cs, only reachable through JSON escapes) and
+#: non-characters are dropped. Format characters (Cf) such as the zero-width joiner inside emoji stay.
+_WS = re.compile(r"\s+")
+#: Bidirectional overrides can make a query display differently from what is searched.
+_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+class QueryError(ValueError):
+    """A query that cannot be searched; str(e) is the message for the user."""
+
+
+@dataclass
+class Limits:
+    max_query_chars: int = 1000
+    """Longer queries are cut (the model reads far fewer tokens anyway) and the user is told."""
+    default_k: int = 12
+    max_k: int = 50
+    max_upload_bytes: int = 50 * 1024 * 1024
+    max_video_seconds: float = 600.0
+    max_library_captions: int = 20000
+    """Unique library captions encoded at start-up for the Describe tab (more are skipped, with a note)."""
+    num_bank: int = 5
+    num_library_captions: int = 5
+    num_similar: int = 6
+
+
+@dataclass
+class Hit:
+    rank: int  # 1-based
+    index: int  # row in the library
+    id: str
+    score: float  # cosine similarity
+    caption: str  # the caption shown with the thumbnail
+    captions: list[str]
+    generated_caption: str | None
+    thumbnail: Path | None  # strip of sampled frames (library file)
+    poster: Path | None  # one frame (library file)
+    video: Path | None  # the video file, only when it lies in a served folder
+    duration: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.caption} · {self.score:.3f}"
+
+
+@dataclass
+class SearchResult:
+    ok: bool
+    message: str  # for the user: why nothing was searched, or notes (e.g. the query was cut)
+    query: str = ""  # the text that was actually searched
+    k: int = 0
+    hits: list[Hit] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class FrameSimilarity:
+    ok: bool
+    message: str
+    video_id: str = ""
+    timestamps: list[float] = field(default_factory=list)  # sorted, seconds
+    scores: list[float] = field(default_factory=list)  # cosine, same order
+    best: int | None = None  # index into timestamps/scores
+    duration: float = 0.0
+
+    @property
+    def best_time(self) -> float | None:
+        return None if self.best is None else self.timestamps[self.best]
+
+    @property
+    def best_score(self) -> float | None:
+        return None if self.best is None else self.scores[self.best]
+
+
+@dataclass
+class RankedCaption:
+    caption: str
+    score: float
+    source: str  # "caption bank" or the library video id
+
+
+@dataclass
+class Description:
+    ok: bool
+    message: str
+    generated_caption: str | None = None
+    captioner_note: str = ""
+    bank: list[RankedCaption] = field(default_factory=list)
+    library_captions: list[RankedCaption] = field(default_factory=list)
+    similar: list[Hit] = field(default_factory=list)
+    frames: np.ndarray | None = None  # uint8 [T, H, W, 3], in time order
+    timestamps: list[float] = field(default_factory=list)
+    duration: float = 0.0
+    seconds: float = 0.0
+
+
+# ------------------------------------------------------------------------------------ queries
+
+
+def clean_query(text: Any, max_chars: int = 1000) -> tuple[str, list[str]]:
+    """(cleaned query, notes for the user). Raises QueryError when nothing searchable is left."""
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        text = str(text)
+    notes: list[str] = []
+    removed = 0
+    out = []
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if cat == "Cc":
+            if ch not in "\t\n\r":
+                removed += 1
+            out.append(" ")
+        elif cat in ("Cs", "Cn") or ch in _BIDI:
+            removed += 1
+        else:
+            out.append(ch)
+    if removed:
+        notes.append(f"Removed {removed} control or invalid character{'s' if removed != 1 else ''} from the query.")
+    text = _WS.sub(" ", unicodedata.normalize("NFC", "".join(out))).strip()
+    if not text:
+        raise QueryError("The query is empty: type what you are looking for, e.g. \"a dog runs on the beach\".")
+    if len(text) > max_chars:
+        notes.append(f"The query had {len(text):,} characters; only the first {max_chars:,} were read.")
+        text = text[:max_chars].rstrip()
+    return text, notes
+
+
+# ------------------------------------------------------------------------------------ engine
+
+
+class SearchEngine:
+    """Search a library by text, measure a query against each sampled frame, describe an upload.
+
+    model: a loaded model (see model.load_model); library: an opened precompute Library built with
+    that model (checked here: a library of another model raises ModelMismatchError).
+    served_dirs: folders the web server may serve videos from; a video outside them is never
+    returned (the page shows its frame strip instead).
+    """
+
+    def __init__(
+        self,
+        model,
+        library,
+        *,
+        caption_bank: list[str] | None = None,
+        limits: Limits | None = None,
+        served_dirs: list[Path] | None = None,
+        cache_dir: Path | None = None,
+    ):
+        library.check_model(model.fingerprint, getattr(model, "spec", None))
+        self.model = model
+        self.library = library
+        self.limits = limits or Limits()
+        self.served_dirs = [Path(d).resolve() for d in (served_dirs or [])]
+        self.notes: list[str] = []  # start-up notes about this engine (shown on the Library tab)
+        self._lock = threading.Lock()  # one model call at a time: torch already uses every core
+        self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._text_cache_size = 2048
+        self._cache_dir = Path(cache_dir) if cache_dir else None
+        import torch
+
+        self._torch = torch
+        self.num_frames = int(getattr(getattr(model, "config", None), "num_frames", 0) or library.num_frames)
+        tok = getattr(model, "tokenizer", None)
+        self._tokenizer = tok if hasattr(tok, "encode") else None
+        cfg = getattr(model, "config", None)
+        self._context = int(getattr(cfg, "context_length", 77) if cfg is not None else 77)
+
+        # caption bank and library captions, encoded once
+        self.bank: list[str] = _unique(caption_bank or [])
+        self.bank_emb = self._encode_many(self.bank, cache_name="bank") if self.bank else None
+        lib_caps: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for rec in library.records:
+            for c in ([*rec.captions] + ([rec.generated_caption] if rec.generated_caption else [])):
+                c = c.strip()
+                if c and c not in seen:
+                    seen.add(c)
+                    lib_caps.append((c, rec.id))
+        if len(lib_caps) > self.limits.max_library_captions:
+            self.notes.append(
+                f"The library has {len(lib_caps):,} distinct captions; the Describe tab ranks the first "
+                f"{self.limits.max_library_captions:,} of them."
+            )
+            lib_caps = lib_caps[: self.limits.max_library_captions]
+        self.library_captions = lib_caps
+        self.library_caption_emb = (
+            self._encode_many([c for c, _ in lib_caps], cache_name="library") if lib_caps else None
+        )
+        if len(library):  # load the index now, not inside the first request
+            library.search(np.zeros((1, library.dim), np.float32), 1)
+
+    # -------------------------------------------------------------- info
+    @property
+    def model_spec(self) -> str:
+        return str(getattr(self.model, "spec", "?"))
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.model.fingerprint)
+
+    @property
+    def has_captioner(self) -> bool:
+        return bool(getattr(self.model, "has_trained_captioner", False))
+
+    def info(self) -> dict[str, Any]:
+        """What the Library tab shows (JSON-serialisable)."""
+        lib = self.library
+        m = lib.manifest
+        index = m.get("index", {})
+        return {
+            "model": self.model_spec,
+            "model_fingerprint": self.fingerprint,
+            "captioning_head": "trained" if self.has_captioner else "none (no generated captions)",
+            "library": str(lib.root),
+            "library_model": lib.model_spec,
+            "library_fingerprint": lib.fingerprint,
+            "videos": len(lib),
+            "frames_per_video": lib.num_frames,
+            "dim": lib.dim,
+            "index": index if isinstance(index, dict) else {"type": str(index)},
+            "settings": m.get("settings", {}),
+            "created": m.get("created") or m.get("built_at") or m.get("updated"),
+            "source_root": str(lib.source_root) if lib.source_root else None,
+            "failures": lib.failures,
+            "caption_bank": len(self.bank),
+            "library_captions": len(self.library_captions),
+            "notes": list(self.notes),
+        }
+
+    # -------------------------------------------------------------- text
+    def _encode_many(self, texts: list[str], cache_name: str, batch: int = 256) -> np.ndarray:
+        """Encode a fixed list of texts; cached on disk per model + text list (if a cache dir is set)."""
+        cache = None
+        if self._cache_dir is not None:
+            h = hashlib.sha256("\n".join(texts).encode("utf-8", "replace")).hexdigest()[:16]
+            cache = self._cache_dir / "text-emb" / f"{cache_name}-{self.fingerprint}-{h}.npy"
+            if cache.is_file():
+                try:
+                    arr = np.load(cache)
+                    if arr.shape == (len(texts), self.library.dim):
+                        return arr
+                except (OSError, ValueError):
+                    pass
+        out = []
+        for i in range(0, len(texts), batch):
+            out.append(self._encode_text(texts[i : i + batch]))
+        arr = np.concatenate(out).astype(np.float32)
+        if cache is not None:
+            try:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_suffix(".tmp.npy")
+                np.save(tmp, arr)
+                tmp.replace(cache)
+            except OSError as e:
+                log.warning("could not cache text embeddings at %s: %s", cache, e)
+        return arr
+
+    def _encode_text(self, texts: list[str]) -> np.ndarray:
+        with self._lock, self._torch.inference_mode():
+            emb = self.model.encode_text(texts)
+        return emb.detach().to("cpu", self._torch.float32).numpy()
+
+    def _fit_tokens(self, text: str) -> tuple[str, str | None]:
+        """Cut text to what the text encoder reads; (text, note or None)."""
+        if self._tokenizer is None:
+            return text, None
+        try:
+            ids = self._tokenizer.encode(text)
+        except Exception:  # a tokenizer quirk must not fail the search: the model truncates anyway
+            return text, None
+        if not ids:
+            raise QueryError("Nothing searchable is left in the query after cleaning it; try some words.")
+        room = max(1, self._context - 2)  # start and end tokens
+        if len(ids) <= room:
+            return text, None
+        cut = self._tokenizer.decode(ids[:room]).strip()
+        return cut or text, (
+            f"The query is longer than the model reads ({len(ids)} tokens; it reads {room}): "
+            f"searched for the first part only: \"{_short(cut, 120)}\"."
+        )
+
+    def embed_query(self, query: Any) -> tuple[np.ndarray, str, list[str]]:
+        """(L2-normalised embedding [D], searched text, notes). Raises QueryError."""
+        text, notes = clean_query(query, self.limits.max_query_chars)
+        text, note = self._fit_tokens(text)
+        if note:
+            notes.append(note)
+        key = text
+        with self._lock:
+            emb = self._text_cache.get(key)
+            if emb is not None:
+                self._text_cache.move_to_end(key)
+        if emb is None:
+            emb = self._encode_text([text])[0]
+            with self._lock:
+                self._text_cache[key] = emb
+                while len(self._text_cache) > self._text_cache_size:
+                    self._text_cache.popitem(last=False)
+        return emb, text, notes
+
+    def _clamp_k(self, k: Any) -> tuple[int, str | None]:
+        lim = self.limits
+        try:
+            kk = int(float(k)) if k is not None and str(k).strip() != "" else lim.default_k
+        except (TypeError, ValueError):
+            return lim.default_k, f"The number of results {k!r} is not a number; showing {lim.default_k}."
+        if kk < 1:
+            return 1, None
+        if kk > lim.max_k:
+            return lim.max_k, f"At most {lim.max_k} results are shown."
+        return kk, None
+
+    # -------------------------------------------------------------- search
+    def search(self, query: Any, k: Any = None) -> SearchResult:
+        """Top-k library videos for a text query (cosine similarity of normalised embeddings)."""
+        import time
+
+        t0 = time.perf_counter()
+        kk, k_note = self._clamp_k(k)
+        if len(self.library) == 0:
+            return SearchResult(False, "The library is empty: there is nothing to search.", k=kk)
+        try:
+            emb, text, notes = self.embed_query(query)
+        except QueryError as e:
+            return SearchResult(False, str(e), k=kk)
+        if k_note:
+            notes.append(k_note)
+        scores, idx = self.library.search(emb[None, :], kk)
+        hits = [self._hit(r + 1, int(i), float(s)) for r, (s, i) in enumerate(zip(scores[0], idx[0])) if i >= 0]
+        return SearchResult(True, " ".join(notes), query=text, k=kk, hits=hits, seconds=time.perf_counter() - t0)
+
+    def _hit(self, rank: int, i: int, score: float) -> Hit:
+        rec = self.library.records[i]
+        caps = [c for c in rec.captions if c and c.strip()]
+        caption = caps[0] if caps else (rec.generated_caption or rec.id)
+        return Hit(
+            rank=rank, index=i, id=rec.id, score=score, caption=caption, captions=caps,
+            generated_caption=rec.generated_caption,
+            thumbnail=self.library.media_path(rec.thumbnail), poster=self.library.media_path(rec.poster),
+            video=self.video_path(i), duration=float(rec.duration or 0.0),
+        )
+
+    def video_path(self, i: int) -> Path | None:
+        """The video file of row i if it exists and lies inside a served folder."""
+        p = self.library.path_of(i)
+        if p is None:
+            return None
+        rp = p.resolve()
+        if any(rp.is_relative_to(d) for d in self.served_dirs):
+            return p
+        return None
+
+    def row_of(self, video: Any) -> int | None:
+        """Library row of a video id or row number (None if unknown)."""
+        if isinstance(video, (int, np.integer)) and not isinstance(video, bool):
+            return int(video) if 0 <= int(video) < len(self.library) else None
+        try:
+            return self.library.row(str(video))
+        except KeyError:
+            return None
+
+    def frame_similarity(self, query: Any, video: Any) -> FrameSimilarity:
+        """Similarity of the query to each sampled frame of one library video, in time order."""
+        i = self.row_of(video)
+        if i is None:
+            return FrameSimilarity(False, f"No video {video!r} in the library.")
+        try:
+            emb, _, notes = self.embed_query(query)
+        except QueryError as e:
+            return FrameSimilarity(False, str(e), video_id=self.library.ids[i])
+        rec = self.library.records[i]
+        fe = np.asarray(self.library.frame_emb[i], dtype=np.float32)
+        scores = fe @ emb
+        ts = list(rec.timestamps)[: len(scores)]
+        if len(ts) < len(scores):  # no timestamps recorded: spread the frames over the duration
+            ts = list(np.linspace(0, rec.duration or len(scores), len(scores), endpoint=False))
+        order = sorted(range(len(ts)), key=lambda j: (ts[j], j))
+        # A short clip repeats its last frame: keep one point per timestamp (the best one).
+        t_sorted, s_sorted = [], []
+        for j in order:
+            t, s = float(ts[j]), float(scores[j])
+            if t_sorted and abs(t - t_sorted[-1]) < 1e-6:
+                s_sorted[-1] = max(s_sorted[-1], s)
+            else:
+                t_sorted.append(t)
+                s_sorted.append(s)
+        best = int(np.argmax(s_sorted)) if s_sorted else None
+        return FrameSimilarity(True, " ".join(notes), video_id=rec.id, timestamps=t_sorted, scores=s_sorted,
+                               best=best, duration=float(rec.duration or 0.0))
+
+    # -------------------------------------------------------------- describe
+    def check_upload(self, path: Any) -> tuple[Path | None, str]:
+        """(path, "") for a file worth decoding, else (None, message)."""
+        if path is None or (isinstance(path, str) and not path.strip()):
+            return None, "No video was uploaded: choose a video file first."
+        if isinstance(path, dict):  # a FileData-like dict from an API client
+            inner = path["video"] if isinstance(path.get("video"), dict) else path
+            path = inner.get("path")
+            if not path:
+                return None, "No video was uploaded: choose a video file first."
+        p = Path(str(path))
+        if not p.is_file():
+            return None, "The uploaded file is missing on the server (upload it again)."
+        size = p.stat().st_size
+        if size == 0:
+            return None, f"\"{p.name}\" is empty (0 bytes): it is not a video."
+        if size > self.limits.max_upload_bytes:
+            return None, (f"\"{p.name}\" is {size / 2**20:.1f} MB; the limit is "
+                          f"{self.limits.max_upload_bytes / 2**20:.0f} MB. Upload a shorter or smaller clip.")
+        return p, ""
+
+    def describe(self, video_path: Any) -> Description:
+        """Caption an uploaded video (if the model can), rank captions, find similar library videos."""
+        import time
+
+        from model.video_io import VideoReadError, probe, read_frames
+
+        t0 = time.perf_counter()
+        p, msg = self.check_upload(video_path)
+        if p is None:
+            return Description(False, msg)
+        name = p.name
+        try:
+            info = probe(p)
+            if info.duration > self.limits.max_video_seconds:
+                return Description(False, (
+                    f"\"{name}\" is {info.duration / 60:.1f} minutes long; the limit is "
+                    f"{self.limits.max_video_seconds / 60:.1f} minutes. Upload a shorter clip."),
+                    duration=info.duration)
+            # PyAV, not decord, for files from strangers: a decoder crash must not take the server down.
+            fr = read_frames(p, num_frames=self.num_frames, backend="pyav")
+        except VideoReadError as e:
+            reason = str(e).replace(str(p), name)
+            if reason.startswith(name + ": "):
+                reason = reason[len(name) + 2 :]
+            reason = re.sub(r"\s*\(\[Errno [^)]*\)\)?", "", reason).rstrip(" .")
+            return Description(False, f"\"{name}\" could not be read as a video: {reason}.")
+        except Exception as e:  # anything else from a decoder is still a bad file, not a crash
+            log.exception("unexpected error reading %s", p)
+            return Description(False, f"\"{name}\" could not be read as a video ({type(e).__name__}).")
+        duration = float(fr.info.duration or 0.0)
+        if duration > self.limits.max_video_seconds:
+            return Description(False, (f"\"{name}\" is {duration / 60:.1f} minutes long; the limit is "
+                                       f"{self.limits.max_video_seconds / 60:.1f} minutes."), duration=duration)
+        torch = self._torch
+        x = self.model.preprocess_frames(fr.frames).unsqueeze(0)
+        dev = getattr(self.model, "device", None)
+        if dev is not None:
+            x = x.to(dev)
+        generated, note = None, ""
+        with self._lock, torch.inference_mode():
+            v, _ = self.model.encode_video(x)
+            if self.has_captioner:
+                try:
+                    generated = self.model.generate_captions(x, max_len=20, num_beams=3)[0].strip() or None
+                except Exception as e:
+                    log.exception("caption generation failed")
+                    note = f"Caption generation failed ({type(e).__name__})."
+            else:
+                note = "This model has no trained captioning head, so no caption is generated."
+        v = v.detach().to("cpu", torch.float32).numpy()[0]
+
+        bank = _top(self.bank_emb, v, self.limits.num_bank, lambda j: (self.bank[j], "caption bank"))
+        libc = _top(self.library_caption_emb, v, self.limits.num_library_captions, lambda j: self.library_captions[j])
+        similar: list[Hit] = []
+        if len(self.library):
+            scores, idx = self.library.search(v[None, :], self.limits.num_similar)
+            similar = [self._hit(r + 1, int(i), float(s)) for r, (s, i) in enumerate(zip(scores[0], idx[0])) if i >= 0]
+        notes = []
+        if self.bank_emb is None:
+            notes.append("No caption bank is loaded, so only the library's captions are ranked.")
+        order = sorted(range(len(fr.timestamps)), key=lambda j: fr.timestamps[j])
+        seen_t, keep = set(), []
+        for j in order:
+            if round(fr.timestamps[j], 3) not in seen_t:
+                seen_t.add(round(fr.timestamps[j], 3))
+                keep.append(j)
+        return Description(
+            True, " ".join(notes), generated_caption=generated, captioner_note=note,
+            bank=[RankedCaption(c, s, src) for c, s, src in bank],
+            library_captions=[RankedCaption(c, s, src) for c, s, src in libc],
+            similar=similar, frames=fr.frames[keep], timestamps=[float(fr.timestamps[j]) for j in keep],
+            duration=duration, seconds=time.perf_counter() - t0,
+        )
+
+
+def _top(emb: np.ndarray | None, v: np.ndarray, n: int, item) -> list[tuple[str, float, str]]:
+    if emb is None or not len(emb) or n <= 0:
+        return []
+    s = emb @ v
+    n = min(n, len(s))
+    best = np.argpartition(-s, n - 1)[:n]
+    best = best[np.argsort(-s[best], kind="stable")]
+    out = []
+    for j in best:
+        cap, src = item(int(j))
+        out.append((cap, float(s[j]), src))
+    return out
+
+
+def _unique(items: list[str]) -> list[str]:
+    seen, out = set(), []
+    for x in items:
+        x = x.strip()
+        if x and x not in seen:
+            seen.add(x)
+            out.append(x)
+    return out
+
+
+def _short(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1].rstrip() + "…"

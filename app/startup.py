@@ -1,0 +1,500 @@
+"""Resolve what the app serves: which model, which library, and why.
+
+The order of attempts lives here and only here:
+
+- models: the configured one (default DEFAULT_MODEL), then FALLBACK_MODELS, unless --no-fallback;
+- libraries, for the model that loaded: --library (a folder or hf-hub:org/dataset[@rev]), then one
+  built from --videos, then the model's own default (the bundled moving-shapes library for the
+  bundled model, the sample clips in assets/videos for any other), then a small generated
+  moving-shapes library. A library built with another model is never served: when its videos are
+  at hand, a new one is built for the model in use (kept under the cache folder).
+
+Every attempt that fails leaves a line saying why, and the page shows them in its banner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from app.config import BUNDLED_LIBRARY, SAMPLE_VIDEOS, AppConfig
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FALLBACK_MODELS", "Startup", "StartupError", "start", "model_candidates", "resolve_hub_library"]
+
+#: Tried in order after the configured model fails to load (offline, not cached, ...).
+FALLBACK_MODELS: tuple[str, ...] = ("bundled:moving-shapes", "random:tiny")
+
+#: Generated moving-shapes clips for the last-resort library (made once, kept in the cache folder).
+GENERATED_SHAPES = dict(seed=0, num_train=0, num_test=24, size=(160, 120), seconds=2.0, fps=12)
+
+_HUB_DATASET = re.compile(r"^hf-hub:([\w.\-]+/[\w.\-]+)(?:@([\w.\-/]+))?$")
+
+Progress = Callable[[str], None]
+
+
+class StartupError(RuntimeError):
+    """Nothing could be served; the message lists every attempt and why it failed."""
+
+
+@dataclass
+class Startup:
+    """What start() loaded, and the reasons, for the page banner and the Library tab."""
+
+    engine: object  # app.engine.SearchEngine
+    model_spec: str
+    model_reason: str
+    library_root: Path
+    library_reason: str
+    attempts: list[str] = field(default_factory=list)
+    """One line per model/library that could not be used, with the reason."""
+    offline: bool = False
+    video_dirs: list[Path] = field(default_factory=list)
+    """Folders whose videos the page may play."""
+    media_dirs: list[Path] = field(default_factory=list)
+    """The library's thumbnail and poster folders."""
+    seconds: float = 0.0
+    build_log: list[str] = field(default_factory=list)
+
+    @property
+    def static_dirs(self) -> list[Path]:
+        """Every folder the web server may serve files from (nothing else is served)."""
+        return self.media_dirs + self.video_dirs
+
+    @property
+    def fallback(self) -> bool:
+        return bool(self.attempts)
+
+
+def _say(progress: Progress | None, msg: str) -> None:
+    if progress is not None:
+        progress(msg)
+    else:
+        log.info(msg)
+
+
+# ------------------------------------------------------------------------------------ network
+
+
+def _hub_needed(config: AppConfig) -> bool:
+    specs = [config.model_spec, config.library or ""]
+    return any(s.startswith(("clip:", "hf-hub:")) for s in specs)
+
+
+def ensure_offline_if_unreachable(timeout: float = 3.0) -> bool:
+    """If the Hub cannot be reached, switch huggingface_hub to its cache (fast failures, no retries).
+
+    Without this, an offline start spends about a minute in download retries before falling back.
+    Returns True when the app runs offline. Skipped behind a proxy (a direct probe says nothing there).
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
+        return True
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = re.sub(r"^https?://", "", endpoint).split("/")[0]
+    port = 443
+    if ":" in host:
+        host, p = host.rsplit(":", 1)
+        port = int(p) if p.isdigit() else 443
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return False
+    except OSError:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        hub = sys.modules.get("huggingface_hub.constants")
+        if hub is not None:
+            hub.HF_HUB_OFFLINE = True
+        return True
+
+
+# ------------------------------------------------------------------------------------ models
+
+
+def model_candidates(config: AppConfig) -> list[str]:
+    """The configured model, then the fallbacks (deduplicated), in the order they are tried."""
+    out = [config.model_spec]
+    if config.fallback:
+        out += [s for s in FALLBACK_MODELS if s not in out]
+    return out
+
+
+def _short_reason(e: BaseException, limit: int = 300) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _device(config: AppConfig) -> str:
+    if config.device != "auto":
+        return config.device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except Exception:
+        return "cpu"
+
+
+# ------------------------------------------------------------------------------------ libraries
+
+
+def resolve_hub_library(ref: str) -> Path:
+    """hf-hub:org/dataset[@rev] -> local folder of the downloaded dataset snapshot (LibraryError offline)."""
+    from precompute.library import LibraryError
+
+    m = _HUB_DATASET.match(ref.strip())
+    if not m:
+        raise LibraryError(f"{ref!r}: expected hf-hub:<org>/<dataset>[@revision]")
+    repo_id, revision = m.group(1), m.group(2)
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
+    except Exception as e:
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        why = ("no network and it is not in the local cache" if offline
+               else "the Hub could not be reached or the dataset does not exist")
+        raise LibraryError(
+            f"could not download the library dataset {repo_id}" + (f"@{revision}" if revision else "")
+            + f" ({why}; cache HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}): {_short_reason(e)}"
+        ) from None
+    if (path / "manifest.json").is_file():
+        return path
+    found = sorted(p.parent for p in path.glob("*/manifest.json"))
+    if len(found) == 1:
+        return found[0]
+    raise LibraryError(f"dataset {repo_id} has no library (manifest.json) at its root"
+                       + (f" and {len(found)} in subfolders: {', '.join(p.name for p in found)}" if found else ""))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:40] or "videos"
+
+
+def cached_library_path(config: AppConfig, source: Path, model) -> Path:
+    """Where the app keeps the library it builds from `source` for `model` (one per source and model)."""
+    p = Path(source).expanduser().resolve()
+    h = hashlib.sha1(str(p).encode()).hexdigest()[:8]
+    name = p.parent.name if p.is_file() else p.name
+    return config.cache_dir / "libraries" / f"{_slug(name)}-{h}-{model.fingerprint[:12]}"
+
+
+def _progress_printer(progress: Progress | None, label: str):
+    state = {"t": 0.0}
+
+    def cb(done: int, total: int, message: str = "") -> None:
+        now = time.monotonic()
+        if total <= 0:
+            _say(progress, f"building {label}: {message}")
+        elif done >= total or now - state["t"] >= 2.0:
+            state["t"] = now
+            _say(progress, f"building {label}: {done}/{total} videos" + (f" ({message})" if message else ""))
+
+    return cb
+
+
+def _build(source: Path, out: Path, model, progress: Progress | None, label: str, device: str,
+           overwrite: bool = False):
+    """Index `source` into the library at `out` (new, resumed, or updated with new/changed files only).
+
+    Returns (opened library, BuildReport). An up-to-date library costs milliseconds.
+    Raises ModelMismatchError if `out` holds a library of another model (unless overwrite).
+    """
+    from precompute import build_library
+    from precompute.library import LibraryError, open_library
+    from precompute.settings import BuildSettings
+
+    spec = getattr(model, "spec", "the model")
+    _say(progress, f"indexing {source} with {spec} into {out} (new or changed videos only)")
+    t0 = time.perf_counter()
+    settings = BuildSettings(frames=int(model.config.num_frames), device=device, progress_bar=False,
+                             overwrite=overwrite)
+    report = build_library(source, out, model, settings, progress=_progress_printer(progress, label))
+    if report.exit_code != 0 or report.total == 0:
+        raise LibraryError(f"no video of {source} could be indexed ({report.failed} failed)")
+    if not report.up_to_date:
+        _say(progress, f"indexed {report.indexed} videos into {out} ({report.total} in all, {report.failed} failed) "
+                       f"in {time.perf_counter() - t0:.1f}s")
+    return open_library(out), report
+
+
+def _freshness(report) -> str:
+    if report.up_to_date or (report.indexed == 0 and report.removed == 0):
+        return "indexed earlier, up to date"
+    if report.skipped_unchanged or report.removed:
+        return f"updated: {report.indexed} new or changed videos indexed now"
+    return "indexed now"
+
+
+def _has_manifest(p: Path) -> bool:
+    return (p / "manifest.json").is_file()
+
+
+def _source_available(lib) -> Path | None:
+    src = getattr(lib, "source_root", None)
+    if src is not None and Path(src).is_dir() and any(lib.path_of(i) is not None for i in range(min(len(lib), 50))):
+        spec = lib.manifest.get("source")  # the annotation file or folder it was built from
+        if spec and Path(spec).exists():
+            return Path(spec)
+        return Path(src)
+    return None
+
+
+def _shapes_source(config: AppConfig, progress: Progress | None) -> Path:
+    """Generate a few moving-shapes clips (once) and return their annotation file."""
+    from model.shapes import write_dataset
+
+    root = config.cache_dir / "generated-shapes"
+    _say(progress, f"generating {GENERATED_SHAPES['num_test']} moving-shapes clips in {root} (once)")
+    write_dataset(root, **GENERATED_SHAPES)
+    return root / "MSRVTT_data.json"
+
+
+def _obtain_library(config: AppConfig, model, device: str, progress: Progress | None, attempts: list[str]):
+    """(library, why) for `model`; appends a line to attempts for each option that failed."""
+    from precompute.library import LibraryError, ModelMismatchError, open_library
+
+    spec = model.spec
+
+    def open_checked(root: Path):
+        lib = open_library(root)
+        lib.check_model(model.fingerprint, spec)
+        return lib
+
+    def index_into_cache(source: Path, label: str):
+        """Index source into the app's cache folder for this model (our folder: rebuilt if damaged)."""
+        out = cached_library_path(config, source, model)
+        try:
+            return _build(source, out, model, progress, label, device)
+        except LibraryError as e:
+            _say(progress, f"{out}: {_short_reason(e)}; rebuilding it")
+            return _build(source, out, model, progress, label, device, overwrite=True)
+
+    # 1. --library (a folder, or a dataset on the Hub)
+    if config.library:
+        ref = config.library
+        is_hub = ref.startswith("hf-hub:")
+        try:
+            root = resolve_hub_library(ref) if is_hub else Path(ref).expanduser()
+            if config.videos and not is_hub:
+                if not config.videos.is_dir():
+                    raise LibraryError(f"--videos {config.videos}: no such folder")
+                try:  # the user named both: keep their library up to date with their folder
+                    lib, rep = _build(config.videos, root, model, progress, "library", device)
+                    return lib, f"your library {root} of {config.videos} ({_freshness(rep)})"
+                except ModelMismatchError as e:
+                    attempts.append(f"Library {ref} is for another model ({_short_reason(e)}); "
+                                    f"{config.videos} was indexed again for {spec} in the cache folder.")
+                    lib, rep = index_into_cache(config.videos, "library")
+                    return lib, f"your videos folder {config.videos} ({_freshness(rep)})"
+            if not _has_manifest(root):
+                raise LibraryError(f"{root}: not a library (no manifest.json)")
+            try:
+                return open_checked(root), f"the library you configured ({ref})"
+            except ModelMismatchError:
+                lib = open_library(root)
+                src = _source_available(lib)
+                if src is None:
+                    raise
+                attempts.append(f"Library {ref} was built with model {lib.model_spec!r}, not {spec!r}: "
+                                f"its videos ({src}) were indexed again for {spec}.")
+                lib2, rep = index_into_cache(src, "library")
+                return lib2, f"the videos of {ref}, indexed for {spec} ({_freshness(rep)})"
+        except (LibraryError, OSError, ValueError) as e:
+            attempts.append(f"Could not use library {ref}: {_short_reason(e)}")
+
+    # 2. --videos: "point it at your folder and search it"
+    if config.videos:
+        src = config.videos
+        try:
+            if not src.is_dir():
+                raise LibraryError(f"{src}: no such folder")
+            lib, rep = index_into_cache(src, "library")
+            return lib, f"your videos folder {src} ({_freshness(rep)})"
+        except (LibraryError, OSError, ValueError) as e:
+            attempts.append(f"Could not index videos folder {src}: {_short_reason(e)}")
+
+    # 3. the model's own default library
+    if spec.startswith("random:"):
+        pass  # random weights: only the generated library below makes sense
+    elif spec == "bundled:moving-shapes":
+        if _has_manifest(BUNDLED_LIBRARY):
+            try:
+                return open_checked(BUNDLED_LIBRARY), "the moving-shapes library bundled with this model"
+            except LibraryError as e:
+                attempts.append(f"Bundled library {BUNDLED_LIBRARY.name}: {_short_reason(e)}")
+        else:
+            attempts.append(f"The bundled library {BUNDLED_LIBRARY} is missing.")
+    else:
+        exts = (".mp4", ".webm", ".mkv", ".mov", ".avi")
+        samples = [p for p in SAMPLE_VIDEOS.glob("*") if p.suffix.lower() in exts] if SAMPLE_VIDEOS.is_dir() else []
+        if samples:
+            try:
+                lib, rep = index_into_cache(SAMPLE_VIDEOS, "sample library")
+                return lib, f"the {len(lib)} sample clips in assets/videos ({_freshness(rep)})"
+            except (LibraryError, OSError, ValueError) as e:
+                attempts.append(f"Could not index the sample clips: {_short_reason(e)}")
+        else:
+            attempts.append(f"No sample clips found in {SAMPLE_VIDEOS}.")
+
+    # 4. last resort: generated moving-shapes clips
+    try:
+        lib, _ = index_into_cache(_shapes_source(config, progress), "moving-shapes library")
+        return lib, f"{len(lib)} generated moving-shapes clips (no other library was available)"
+    except Exception as e:  # noqa: BLE001 - the last option: report and give up on this model
+        attempts.append(f"Could not generate a moving-shapes library: {type(e).__name__}: {_short_reason(e)}")
+    return None, ""
+
+
+def attach_folder_captions(lib) -> int:
+    """Fill in captions from a captions.json ({file name or relative path: [captions]}) beside the videos.
+
+    For libraries built from a plain folder whose builder did not read that file. Only records without
+    captions are touched, in memory. Returns how many records got captions.
+    """
+    import json
+
+    src = getattr(lib, "source_root", None)
+    if src is None or not (Path(src) / "captions.json").is_file():
+        return 0
+    try:
+        table = json.loads((Path(src) / "captions.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    if not isinstance(table, dict):
+        return 0
+    n = 0
+    for rec in lib.records:
+        if rec.captions:
+            continue
+        caps = table.get(rec.id) or table.get(Path(rec.path).as_posix()) or table.get(Path(rec.path).name)
+        if isinstance(caps, str):
+            caps = [caps]
+        if isinstance(caps, list) and caps:
+            rec.captions = [str(c) for c in caps if str(c).strip()]
+            n += 1
+    return n
+
+
+def _media_dirs(lib) -> list[Path]:
+    from precompute.library import POSTERS, THUMBS
+
+    return [d.resolve() for d in (lib.root / THUMBS, lib.root / POSTERS) if d.is_dir()]
+
+
+def _video_dirs(lib, config: AppConfig, max_dirs: int = 200, max_scan: int = 5000) -> list[Path]:
+    """The folders holding the library's videos (only those are served).
+
+    Small libraries: exactly the folders that hold its videos. Large ones (or videos spread over many
+    folders): the configured video folder and the library's source folder themselves.
+    """
+    roots = [Path(r).resolve() for r in (config.videos, getattr(lib, "source_root", None)) if r and Path(r).is_dir()]
+    if len(lib) > max_scan:
+        return roots
+    parents: set[Path] = set()
+    for i in range(len(lib)):
+        p = lib.path_of(i)
+        if p is not None:
+            parents.add(p.resolve().parent)
+            if len(parents) > max_dirs:
+                return roots
+    keep = sorted(parents)
+    if roots:  # never serve a folder outside the configured video folders or the library's source
+        keep = [d for d in keep if any(d.is_relative_to(r) for r in roots)]
+    return keep
+
+
+def read_caption_bank(path: Path) -> list[str]:
+    if not path.is_file():
+        return []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
+
+
+def start(config: AppConfig, progress: Progress | None = print) -> Startup:
+    """Load a model and a library for it (with fallbacks), and build the engine. Raises StartupError."""
+    from app.engine import Limits, SearchEngine
+
+    t0 = time.perf_counter()
+    attempts: list[str] = []
+    offline = False
+    if _hub_needed(config):
+        preset = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        offline = ensure_offline_if_unreachable()
+        if offline and not preset:
+            _say(progress, "the Hugging Face Hub is unreachable: using the local cache only (HF_HUB_OFFLINE=1)")
+    from model import load_model
+
+    device = _device(config)
+    bank = read_caption_bank(config.caption_bank)
+    limits = Limits(
+        max_query_chars=config.max_query_chars, default_k=config.default_k, max_k=config.max_k,
+        max_upload_bytes=config.max_upload_bytes, max_video_seconds=config.max_video_seconds,
+    )
+    first = True
+    for spec in model_candidates(config):
+        _say(progress, f"loading model {spec} ...")
+        try:
+            model = load_model(spec, device=device)
+        except Exception as e:  # noqa: BLE001 - every loader failure means: try the next model
+            needs_hub = spec.startswith(("clip:", "hf-hub:"))
+            why = "no network and not in the local cache" if offline and needs_hub else _short_reason(e)
+            attempts.append(f"Could not load model {spec}: {why}")
+            _say(progress, attempts[-1])
+            first = False
+            continue
+        lib, lib_reason = _obtain_library(config, model, device, progress, attempts)
+        if lib is None:
+            attempts.append(f"No library could be used with model {spec}.")
+            first = False
+            continue
+        attached = attach_folder_captions(lib)
+        if attached:
+            _say(progress, f"captions for {attached} videos read from {lib.source_root}/captions.json")
+        video_dirs = _video_dirs(lib, config)
+        engine = SearchEngine(model, lib, caption_bank=bank, limits=limits, served_dirs=video_dirs,
+                              cache_dir=config.cache_dir)
+        if not bank:
+            engine.notes.append(f"No caption bank at {config.caption_bank}: "
+                                "the Describe tab ranks library captions only.")
+        if first:
+            model_reason = "the model you configured" if config.model_explicit else "the default model"
+        else:
+            model_reason = "the fallback model"
+        if spec == "random:tiny":
+            model_reason += " (random weights: rankings are meaningless, for tests only)"
+        st = Startup(engine=engine, model_spec=spec, model_reason=model_reason, library_root=lib.root,
+                     library_reason=lib_reason, attempts=attempts, offline=offline, video_dirs=video_dirs,
+                     media_dirs=_media_dirs(lib), seconds=time.perf_counter() - t0)
+        _say(progress, f"serving model {spec} with library {lib.root} ({len(lib)} videos), ready in {st.seconds:.1f}s")
+        return st
+    raise StartupError("Nothing can be served:\n" + "\n".join(f"- {a}" for a in attempts))
+
+
+def banner_markdown(st: Startup) -> str:
+    """Plain words for the top of the page: which model and library, and why."""
+    eng = st.engine
+    lib = eng.library
+    index = lib.manifest.get("index", {})
+    index_type = index.get("type") or index.get("factory") if isinstance(index, dict) else str(index)
+    fp = eng.fingerprint
+    lines = []
+    if st.attempts:
+        lines.append(("Offline: " if st.offline else "Note: ") + " ".join(a.rstrip(".") + "." for a in st.attempts)
+                     + f" Using `{st.model_spec}` with {st.library_reason}.")
+    lines.append(
+        f"**Model:** `{st.model_spec}` (fingerprint `{fp}`), {st.model_reason}. "
+        f"**Library:** `{lib.root.name}`, {len(lib)} videos, {index_type or 'Flat'} index: {st.library_reason}."
+    )
+    return "\n\n".join(lines)
