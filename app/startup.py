@@ -18,8 +18,6 @@ import hashlib
 import logging
 import os
 import re
-import socket
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,33 +86,6 @@ def _say(progress: Progress | None, msg: str) -> None:
 def _hub_needed(config: AppConfig) -> bool:
     specs = [config.model_spec, config.library or ""]
     return any(s.startswith(("clip:", "hf-hub:")) for s in specs)
-
-
-def ensure_offline_if_unreachable(timeout: float = 3.0) -> bool:
-    """If the Hub cannot be reached, switch huggingface_hub to its cache (fast failures, no retries).
-
-    Without this, an offline start spends about a minute in download retries before falling back.
-    Returns True when the app runs offline. Skipped behind a proxy (a direct probe says nothing there).
-    """
-    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
-        return True
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    host = re.sub(r"^https?://", "", endpoint).split("/")[0]
-    port = 443
-    if ":" in host:
-        host, p = host.rsplit(":", 1)
-        port = int(p) if p.isdigit() else 443
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return False
-    except OSError:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        hub = sys.modules.get("huggingface_hub.constants")
-        if hub is not None:
-            hub.HF_HUB_OFFLINE = True
-        return True
 
 
 # ------------------------------------------------------------------------------------ models
@@ -431,6 +402,8 @@ def start(config: AppConfig, progress: Progress | None = print) -> Startup:
     offline = False
     if _hub_needed(config):
         preset = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        from model.hub import ensure_offline_if_unreachable
+
         offline = ensure_offline_if_unreachable()
         if offline and not preset:
             _say(progress, "the Hugging Face Hub is unreachable: using the local cache only (HF_HUB_OFFLINE=1)")
