@@ -1,0 +1,397 @@
+"""build_library: the runner that plans, streams reader -> encoder -> writer, and assembles.
+
+Plan: scan SOURCE, then compare each file (id, size, mtime) with what is already known: the finished
+library in OUT, chunks of an interrupted run, and any ``reuse_from`` libraries. Unchanged videos are
+reused, new and changed ones are encoded, vanished ones are dropped. Then decode in worker processes
+while the main process encodes batches, commit a chunk every ``chunk_size`` videos, and finally
+assemble the library and its index. The CLI, torchrun and the app all call ``build_library``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from .library import FORMAT_VERSION, MANIFEST, Library, VideoRecord, shard_of
+from .settings import BuildReport, BuildSettings, default_workers
+from .sources import Source, SourceItem, scan_source
+from .writer import (BuildLock, Chunk, ChunkWriter, Entry, Rows, check_header, commit, drop_chunks,
+                     finish_work_dir, load_chunks, recover, remove_stale_media, wipe)
+
+__all__ = ["build_library", "Progress"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int, str], None]
+
+#: Testing hook: seconds to sleep after each chunk is committed (lets a test kill a run mid-way).
+SLEEP_ENV = "PRECOMPUTE_SLEEP_AFTER_CHUNK"
+
+
+@dataclass
+class _Known:
+    """What an earlier run knows about an id: an encoded entry or a failure, with the file's size/mtime."""
+
+    size: int
+    mtime: float
+    entry: Entry | None = None
+    failure: dict[str, Any] | None = None
+    origin: str = "library"  # library | chunk | reuse
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _select(src: Source, settings: BuildSettings) -> list[SourceItem]:
+    items = src.items
+    if settings.limit is not None:
+        items = items[: settings.limit]
+    if settings.num_shards > 1:
+        items = [i for i in items if shard_of(i.id, settings.num_shards) == settings.shard_id]
+    return items
+
+
+def _open_existing(out: Path) -> Library | None:
+    if not (out / MANIFEST).is_file():
+        return None
+    return Library(out)
+
+
+def _header(model: Any, settings: BuildSettings) -> dict[str, Any]:
+    return {"fingerprint": model.fingerprint, "model": getattr(model, "spec", "?"), "frames": settings.frames,
+            "dim": int(model.embed_dim), "max_side": settings.max_side}
+
+
+def _lib_header(lib: Library) -> dict[str, Any]:
+    m = lib.manifest
+    h = {"fingerprint": m.get("fingerprint"), "model": m.get("model"), "frames": m.get("frames"), "dim": m.get("dim")}
+    if "max_side" in m.get("settings", {}):
+        h["max_side"] = m["settings"]["max_side"]
+    return h
+
+
+def _known_from_library(known: dict[str, _Known], lib: Library, origin: str, media_root: Path | None,
+                        with_failures: bool) -> None:
+    rows = Rows(lib.video_emb, lib.frame_emb)
+    for i, rec in enumerate(lib.records):
+        known[rec.id] = _Known(rec.size, rec.mtime, entry=Entry(rec, rows, i, media_root=media_root), origin=origin)
+    if with_failures:
+        for f in lib.failures:
+            if "id" in f:
+                known[f["id"]] = _Known(int(f.get("size", -2)), float(f.get("mtime", 0.0)), failure=f, origin=origin)
+
+
+def _known_from_chunks(known: dict[str, _Known], chunks: list[Chunk]) -> None:
+    for c in chunks:
+        for i, rec in enumerate(c.records):
+            known[rec.id] = _Known(rec.size, rec.mtime, entry=Entry(rec, c.rows, i), origin="chunk")
+        for f in c.failures:
+            known[f["id"]] = _Known(int(f.get("size", -2)), float(f.get("mtime", 0.0)), failure=f, origin="chunk")
+
+
+def _failure(item: SourceItem, reason: str) -> dict[str, Any]:
+    return {"id": item.id, "path": item.rel, "reason": reason, "size": item.size, "mtime": item.mtime}
+
+
+def _timed(it: Iterator, acc: dict[str, float], key: str) -> Iterator:
+    """Yield from `it`, adding the time spent waiting for each item to acc[key]."""
+    while True:
+        t0 = time.perf_counter()
+        try:
+            x = next(it)
+        except StopIteration:
+            acc[key] += time.perf_counter() - t0
+            return
+        acc[key] += time.perf_counter() - t0
+        yield x
+
+
+def build_library(source: str | os.PathLike[str], out: str | os.PathLike[str], model: Any,
+                  settings: BuildSettings | None = None, progress: Progress | None = None,
+                  command: str | None = None) -> BuildReport:
+    """Encode SOURCE into the library at OUT (created, resumed or updated); returns a BuildReport.
+
+    model: a loaded model (from model.load_model) or a spec string. progress(done, total, message)
+    is called as videos finish, for UIs. Raises ModelMismatchError if OUT was built with other
+    weights (unless settings.overwrite), LibraryError/ValueError/FileNotFoundError for bad arguments;
+    bad video files never raise: they land in failures.jsonl.
+    """
+    settings = settings or BuildSettings()
+    settings.validate()
+    out = Path(out).expanduser().absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    report = BuildReport(library=str(out), allow_empty=settings.num_shards > 1)
+    secs = {k: 0.0 for k in ("load", "decode", "wait", "encode", "caption", "write", "index")}
+
+    def say(done: int, total: int, message: str) -> None:
+        if progress is not None:
+            progress(done, total, message)
+
+    with BuildLock(out):
+        recover(out)  # finish an assembly that a kill interrupted
+        if settings.overwrite:
+            wipe(out)
+        say(0, 0, f"scanning {source}")
+        src = scan_source(source, settings.video_dir)
+        items = _select(src, settings)
+        report.source_items = len(items)
+
+        # ---- the model (after scanning: a bad SOURCE fails fast, before seconds of model loading)
+        from .encoder import Encoder, load, resolve_device
+
+        device = resolve_device(settings.device)
+        say(0, 0, f"loading model on {device}")
+        t_load = time.perf_counter()
+        m = load(model, device)
+        secs["load"] = time.perf_counter() - t_load
+        num_segments = int(getattr(m.config, "num_prompts", 6))
+        if settings.frames % num_segments:
+            raise ValueError(f"frames={settings.frames} must be a multiple of the model's num_prompts ({num_segments})")
+        header = _header(m, settings)
+
+        # ---- what is known already
+        base = _open_existing(out)
+        if base is not None:
+            check_header(out, _lib_header(base), header)
+        chunks = load_chunks(out, header)
+        known: dict[str, _Known] = {}
+        for other in settings.reuse_from:
+            other_path = Path(other).expanduser().absolute()
+            if other_path == out or not (other_path / MANIFEST).is_file():
+                continue
+            lib = Library(other_path)
+            check_header(other_path, _lib_header(lib), header)  # asked to reuse it: a mismatch is an error
+            _known_from_library(known, lib, "reuse", lib.root, with_failures=True)
+        if base is not None:
+            _known_from_library(known, base, "library", None, with_failures=True)
+        _known_from_chunks(known, chunks)
+
+        # ---- plan
+        todo: list[SourceItem] = []
+        kept: dict[str, _Known] = {}
+        for item in items:
+            k = known.get(item.id)
+            same = k is not None and k.size == item.size and k.mtime == item.mtime
+            if item.error:
+                f = _failure(item, f"{item.path}: {item.error}")
+                kept[item.id] = _Known(item.size, item.mtime, failure=f, origin="source")
+                if same and k.failure is not None and k.origin != "chunk":
+                    report.failed_before += 1
+                else:
+                    report.failed += 1
+            elif same and k.entry is not None:
+                kept[item.id] = k
+                if k.origin == "chunk":
+                    report.resumed += 1
+                else:
+                    report.skipped_unchanged += 1
+            elif same and k.failure is not None and not settings.retry_failed:
+                kept[item.id] = k
+                if k.origin == "chunk":
+                    report.failed += 1
+                else:
+                    report.failed_before += 1
+            else:
+                todo.append(item)
+        wanted = {i.id for i in items}
+        if base is not None:
+            report.removed = sum(1 for vid in base.ids if vid not in wanted)
+
+        index_same = base is not None and base.manifest.get("settings", {}).get("index") == settings.index \
+            and base.manifest.get("settings", {}).get("index_params") == settings.index_params
+        same_root = base is not None and base.manifest.get("source_root") == str(src.root)
+        if base is not None and not todo and not chunks and index_same and same_root and not report.removed:
+            entries_now = [kept[i.id].entry for i in items if kept[i.id].entry is not None]
+            same_records = [e.record.id for e in entries_now] == base.ids and all(
+                _refresh(e.record, it).to_json() == e.record.to_json()
+                for e, it in zip(entries_now, [i for i in items if kept[i.id].entry is not None]))
+            same_failures = sorted(json.dumps(kept[i.id].failure, sort_keys=True) for i in items
+                                   if kept[i.id].failure is not None) == sorted(
+                json.dumps(f, sort_keys=True) for f in base.failures)
+            if same_records and same_failures:
+                report.total = len(base)
+                report.up_to_date = True
+                report.seconds = dict(secs, total=time.perf_counter() - t_start)
+                finish_work_dir(out)
+                say(0, 0, "library is up to date")
+                return report
+
+        # ---- encode what is new or changed
+        captions = settings.captions != "off" and bool(getattr(m, "has_trained_captioner", False))
+        if settings.captions == "on" and not captions:
+            report.warnings.append(f"captions requested, but model {header['model']} has no trained captioning "
+                                   "head: no captions generated")
+        delay = float(os.environ.get(SLEEP_ENV, "0") or 0)
+        writer = ChunkWriter(out, header, settings.chunk_size,
+                             after_flush=(lambda: time.sleep(delay)) if delay > 0 else None)
+        encoder = Encoder(m, captions=captions, caption_max_len=settings.caption_max_len,
+                          caption_beams=settings.caption_beams)
+        workers = default_workers() if settings.workers is None else settings.workers
+        t_run = time.perf_counter()
+        with _torch_threads(settings.threads if device == "cpu" else None):
+            encoded = _run(todo, m, settings, num_segments, workers, encoder, writer, report, secs, say)
+        run_seconds = time.perf_counter() - t_run
+        secs["encode"] += encoder.seconds["encode"]
+        secs["caption"] += encoder.seconds["caption"]
+
+        # ---- assemble: every source item in id order, from wherever its row lives now
+        chunks = load_chunks(out, header)
+        fresh: dict[str, _Known] = {}
+        _known_from_chunks(fresh, chunks)
+        entries: list[Entry] = []
+        failures: list[dict[str, Any]] = []
+        for item in items:
+            k = kept.get(item.id) or fresh.get(item.id)
+            if k is None:
+                continue  # its chunk could not be read back: encoded again by the next run
+            if k.entry is not None:
+                entries.append(Entry(_refresh(k.entry.record, item), k.entry.rows, k.entry.row, k.entry.media_root))
+            elif k.failure is not None:
+                failures.append(k.failure)
+        say(encoded, len(todo), "assembling the library")
+        manifest = _manifest(base, src, settings, header, num_segments, captions, command)
+        t_commit = time.perf_counter()
+        step_secs, index_info = commit(out, entries, failures, manifest, settings.index, settings.index_params,
+                                       seed=settings.seed, step=lambda msg: say(encoded, len(todo), msg))
+        secs["write"] += step_secs["write"]
+        secs["index"] += step_secs["index"]
+        if "warning" in index_info:
+            report.warnings.append(index_info["warning"])
+        drop_chunks(chunks)
+        remove_stale_media(out, [e.record for e in entries])
+        finish_work_dir(out)
+        secs["write"] += max(0.0, time.perf_counter() - t_commit - step_secs["write"] - step_secs["index"])
+
+    report.total = len(entries)
+    report.seconds = dict(secs, total=time.perf_counter() - t_start)
+    report.videos_per_s = encoded / run_seconds if run_seconds > 0 and encoded else 0.0
+    say(len(todo), len(todo), "done")
+    return report
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    """Set torch's intra-op threads for the build only (the app's process shares torch)."""
+    if not n:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _refresh(rec: VideoRecord, item: SourceItem) -> VideoRecord:
+    """The stored record with what the source says now (path and ground-truth captions may change)."""
+    d = json.loads(rec.to_json())
+    d.update(path=item.rel, captions=list(item.captions))
+    return VideoRecord.from_dict(d)
+
+
+def _manifest(base: Library | None, src: Source, settings: BuildSettings, header: dict[str, Any],
+              num_segments: int, captions: bool, command: str | None) -> dict[str, Any]:
+    now = _now()
+    created = base.manifest.get("created", now) if base is not None else now
+    m = {
+        "format_version": FORMAT_VERSION,
+        "tool": "promptswitch precompute",
+        "model": header["model"],
+        "fingerprint": header["fingerprint"],
+        "frames": settings.frames,
+        "num_segments": num_segments,
+        "dim": header["dim"],
+        "dtype": "float16",
+        "count": 0,
+        "created": created,
+        "updated": now,
+        "source": src.spec,
+        "source_kind": src.kind,
+        "source_root": str(src.root),
+        "generated_captions": captions,
+        "thumbnails": {"height": settings.thumb_height, "enabled": settings.thumbnails},
+        "settings": settings.to_dict(),
+        "command": command if command is not None else " ".join(sys.argv),
+    }
+    if settings.num_shards > 1:
+        m["shard"] = {"id": settings.shard_id, "num_shards": settings.num_shards}
+    return m
+
+
+def _run(todo: list[SourceItem], m: Any, settings: BuildSettings, num_segments: int, workers: int,
+         encoder: Any, writer: ChunkWriter, report: BuildReport, secs: dict[str, float], say: Progress) -> int:
+    """Decode (workers) -> encode (batches) -> write (chunks). Returns how many videos were encoded."""
+    from tqdm.auto import tqdm
+
+    from .reader import DecodeTask
+    from .workers import decode_stream
+
+    if not todo:
+        return 0
+    by_seq = dict(enumerate(todo))
+    tasks = (DecodeTask(seq=i, id=it.id, path=str(it.path), frames=settings.frames, num_segments=num_segments,
+                        max_side=settings.max_side, thumb_height=settings.thumb_height if settings.thumbnails else None,
+                        poster_height=max(2 * settings.thumb_height, 224))
+             for i, it in by_seq.items())
+    bar = tqdm(total=len(todo), unit="video", disable=not settings.progress_bar, dynamic_ncols=True,
+               smoothing=0.05, desc="precompute")
+    done = encoded = 0
+    batch: list[Any] = []
+
+    def flush_batch() -> None:
+        nonlocal encoded, done
+        if not batch:
+            return
+        video, frames, caps = encoder.encode([r.pixels for r in batch])
+        for j, r in enumerate(batch):
+            item = by_seq[r.seq]
+            rec = VideoRecord(id=item.id, path=item.rel, duration=r.duration, fps=r.fps, timestamps=r.timestamps,
+                              captions=list(item.captions), generated_caption=caps[j] if caps else None,
+                              size=item.size, mtime=item.mtime)
+            writer.add(rec, video[j], frames[j], r.thumb, r.poster)
+        encoded += len(batch)
+        done += len(batch)
+        bar.update(len(batch))
+        say(done, len(todo), f"encoded {encoded} of {len(todo)}")
+        batch.clear()
+
+    stream = decode_stream(tasks, m.preprocess_frames, workers, timeout=settings.decode_timeout,
+                           buffer=2 * settings.batch_size)
+    try:
+        for res in _timed(stream, secs, "wait"):
+            secs["decode"] += res.seconds
+            if not res.ok:
+                item = by_seq[res.seq]
+                writer.add_failure(_failure(item, res.reason or "unknown error"))
+                report.failed += 1
+                done += 1
+                bar.update(1)
+                bar.set_postfix(failed=report.failed, refresh=False)
+                say(done, len(todo), f"failed: {item.rel}")
+                continue
+            batch.append(res)
+            if len(batch) >= settings.batch_size:
+                flush_batch()
+        flush_batch()
+    finally:
+        # Whatever happens (Ctrl-C included), commit what is already encoded.
+        try:
+            writer.flush()
+        finally:
+            bar.close()
+            stream.close()
+    secs["write"] += writer.seconds
+    report.indexed = encoded
+    return encoded

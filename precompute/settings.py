@@ -1,0 +1,149 @@
+"""Build settings (one flat dataclass, mirrored by the CLI flags) and the build report."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["BuildSettings", "BuildReport", "default_workers"]
+
+
+@dataclass
+class BuildSettings:
+    """How to build a library. `frames` and `max_side` change the embeddings: a library built with
+    other values is refused (like one built with another model) unless `overwrite`."""
+
+    frames: int = 12
+    """Frames sampled per video (a multiple of the model's num_prompts, 6)."""
+    batch_size: int = 8
+    """Videos per encoder call."""
+    device: str = "auto"
+    """auto (cuda if available, else cpu), cpu, cuda, cuda:N."""
+    workers: int | None = None
+    """Decoding processes; None = auto (cores - 1, at most 8); 0 = decode in the main process."""
+    threads: int | None = None
+    """torch threads for encoding on the CPU during the build (None = torch's default); restored after."""
+    index: str = "Flat"
+    """faiss index_factory string; Flat = exact IndexFlatIP."""
+    index_params: str | None = None
+    """faiss search parameters, e.g. 'nprobe=64' or 'efSearch=128'; None = sensible defaults."""
+    captions: str = "auto"
+    """auto/on: generate captions when the model has a trained captioning head; off: never."""
+    caption_max_len: int = 20
+    caption_beams: int = 1
+    thumbnails: bool = True
+    thumb_height: int = 96
+    """Height in pixels of the thumbnail strip and of the poster."""
+    limit: int | None = None
+    """Only the first N videos of SOURCE (in id order); the library then holds just those."""
+    overwrite: bool = False
+    """Delete an existing library (this tool's files only) and rebuild from scratch."""
+    retry_failed: bool = False
+    """Try again files that failed before even if they did not change."""
+    num_shards: int = 1
+    shard_id: int = 0
+    chunk_size: int = 32
+    """Videos per resumable chunk file: at most this many are re-encoded after a kill."""
+    max_side: int = 512
+    """Frames are downscaled at decode time to at most this longer side (model input is smaller)."""
+    decode_timeout: float = 600.0
+    """Seconds one video may take to decode before its worker is killed and the file recorded as failed."""
+    video_dir: str | None = None
+    """For annotation sources: the folder with <video_id>.<ext> files (default: guessed)."""
+    progress_bar: bool = True
+    seed: int = 0
+    reuse_from: tuple[str, ...] = ()
+    """Other libraries whose embeddings (and failures) are reused for unchanged files; they must be
+    built with the same model and settings (ModelMismatchError otherwise)."""
+
+    def validate(self) -> None:
+        if self.frames <= 0:
+            raise ValueError(f"frames must be positive, got {self.frames}")
+        if self.batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads}")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.num_shards < 1 or not 0 <= self.shard_id < self.num_shards:
+            raise ValueError(f"shard_id must be in [0, num_shards), got {self.shard_id} of {self.num_shards}")
+        if self.captions not in ("auto", "on", "off"):
+            raise ValueError(f"captions must be auto, on or off, got {self.captions!r}")
+        if self.chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {self.chunk_size}")
+        if self.thumb_height <= 0:
+            raise ValueError(f"thumb_height must be positive, got {self.thumb_height}")
+        if self.limit is not None and self.limit < 0:
+            raise ValueError(f"limit must be >= 0, got {self.limit}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["reuse_from"] = list(self.reuse_from)
+        return d
+
+
+def default_workers() -> int:
+    """One decoder per spare core (the encoder keeps one), between 1 and 8."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores - 1))
+
+
+@dataclass
+class BuildReport:
+    """What one build did. `exit_code` is 0 unless nothing at all could be indexed."""
+
+    library: str
+    total: int = 0
+    """Videos in the library after the build."""
+    indexed: int = 0
+    """Encoded by this run."""
+    skipped_unchanged: int = 0
+    failed: int = 0
+    """Files that failed in this run (new or changed files)."""
+    failed_before: int = 0
+    """Unchanged files that had failed before and were not retried (--retry-failed retries them)."""
+    removed: int = 0
+    resumed: int = 0
+    """Videos taken from the chunks of an interrupted run."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """load (model), decode (summed over workers, overlapped with encoding), wait (encoder idle,
+    waiting on decoding), encode, caption, write (chunks, thumbnails, final arrays), index, total (wall)."""
+    videos_per_s: float = 0.0
+    """Videos encoded by this run per second of the streaming run (decode + encode + chunk writes);
+    model loading and the final assembly are excluded (they are in seconds["load"/"write"/"index"])."""
+    source_items: int = 0
+    warnings: list[str] = field(default_factory=list)
+    up_to_date: bool = False
+
+    allow_empty: bool = False
+    """True for a shard whose share of SOURCE is empty: that is not a failure."""
+
+    @property
+    def exit_code(self) -> int:
+        if self.total > 0 or (self.allow_empty and self.source_items == 0):
+            return 0
+        return 1
+
+    def summary(self) -> str:
+        s = self.seconds
+        lines = [
+            f"library {self.library}: {self.total} videos"
+            + (" (up to date, nothing to do)" if self.up_to_date else ""),
+            f"  indexed {self.indexed}, skipped (unchanged) {self.skipped_unchanged}, failed {self.failed}"
+            + (f" (+{self.failed_before} failed before, not retried)" if self.failed_before else "")
+            + f", removed {self.removed}" + (f", resumed {self.resumed}" if self.resumed else ""),
+            "  time: " + ", ".join(f"{k} {s.get(k, 0.0):.1f}s" for k in
+                                   ("load", "decode", "wait", "encode", "caption", "write", "index", "total")),
+            f"  {self.videos_per_s:.2f} videos/s",
+        ]
+        lines += [f"  warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["exit_code"] = self.exit_code
+        return d
