@@ -259,6 +259,9 @@ def build_library(source: str | os.PathLike[str], out: str | os.PathLike[str], m
                 failures.append(k.failure)
         say(encoded, len(todo), "assembling the library")
         manifest = _manifest(base, src, settings, header, num_segments, captions, command)
+        # A library shipped with its videos (the bundled demo) must still find them when the
+        # repository is cloned elsewhere: also record the source relative to the library.
+        manifest["source_root_relative"] = os.path.relpath(src.root, Path(out).resolve()) if src.root else None
         t_commit = time.perf_counter()
         step_secs, index_info = commit(out, entries, failures, manifest, settings.index, settings.index_params,
                                        seed=settings.seed, step=lambda msg: say(encoded, len(todo), msg))

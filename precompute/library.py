@@ -191,6 +191,9 @@ class Library:
         self.failures: list[dict[str, Any]] = read_jsonl(root / FAILURES)
         src = self.manifest.get("source_root")
         self.source_root: Path | None = Path(src) if src else None
+        rel = self.manifest.get("source_root_relative")
+        if rel and (self.source_root is None or not self.source_root.is_dir()) and (self.root / rel).is_dir():
+            self.source_root = (self.root / rel).resolve()  # moved together with its videos
         self._index = None
         self._row_of: dict[str, int] | None = None
 

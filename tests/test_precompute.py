@@ -383,3 +383,18 @@ def test_torchrun_two_cpu_ranks_equal_one_build(tmp_path, source, reference):
     assert "[merged]" in run.stderr and "[rank 1]" in run.stderr
     assert_same_library(open_library(out), reference[1])
     assert not (out / ".work").exists()
+
+
+def test_library_moved_with_its_videos_still_finds_them(tmp_path, source, tiny_model):
+    """The bundled demo library ships beside its clips: a clone in another folder must play them."""
+    import shutil
+
+    first = tmp_path / "a"
+    src = first / "videos"
+    shutil.copytree(source / "shapes", src)
+    build_library(src, first / "lib", tiny_model, _settings(limit=2, workers=0))
+    moved = tmp_path / "b"
+    shutil.move(str(first), str(moved))
+    lib = open_library(moved / "lib")
+    assert lib.path_of(0) is not None and lib.path_of(0).is_file()
+    assert str(moved) in str(lib.path_of(0))
