@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import threading
@@ -32,24 +31,9 @@ FALLBACK_QUERIES = [
 
 
 def machine() -> str:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
-    try:
-        load = " load %.2f %.2f %.2f" % os.getloadavg()
-    except OSError:
-        load = ""
-    return (f"{platform.system()} {platform.machine()}, {cpu or 'unknown CPU'}, {cores} cores,{load}, "
-            f"Python {platform.python_version()}")
+    from bench.machine import describe
+
+    return describe().removeprefix("machine: ")
 
 
 def percentile(xs: list[float], p: float) -> float:

@@ -1,11 +1,13 @@
-"""One line describing the machine a benchmark ran on (printed under every table)."""
+"""The machine a benchmark ran on: printed under every table, stored in every JSON result."""
 from __future__ import annotations
 
 import os
 import platform
+from typing import Any
 
 
-def describe() -> str:
+def info() -> dict[str, Any]:
+    """CPU model, usable cores, load average, Python/torch versions and threads, GPU if any."""
     cpu = platform.processor() or "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
@@ -15,13 +17,35 @@ def describe() -> str:
                     break
     except OSError:
         pass
-    parts = [cpu, f"{os.cpu_count()} cores", platform.system() + " " + platform.machine(), "Python " + platform.python_version()]
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    out: dict[str, Any] = {"cpu": cpu, "cores": cores, "os": f"{platform.system()} {platform.machine()}",
+                           "python": platform.python_version()}
+    try:
+        out["load_avg"] = tuple(round(x, 2) for x in os.getloadavg())
+    except OSError:
+        pass
     try:
         import torch
 
-        parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+        out["torch"] = torch.__version__
+        out["torch_threads"] = torch.get_num_threads()
         if torch.cuda.is_available():
-            parts.append("GPU " + torch.cuda.get_device_name(0))
+            out["gpu"] = torch.cuda.get_device_name(0)
     except ImportError:
         pass
+    return out
+
+
+def describe(i: dict[str, Any] | None = None) -> str:
+    i = i or info()
+    parts = [i["cpu"], f"{i['cores']} cores", i["os"], "Python " + i["python"]]
+    if "torch" in i:
+        parts.append(f"torch {i['torch']} ({i['torch_threads']} threads)")
+    if "gpu" in i:
+        parts.append("GPU " + i["gpu"])
+    if "load_avg" in i:
+        parts.append("load average %.2f %.2f %.2f" % i["load_avg"])
     return "machine: " + ", ".join(parts)
