@@ -65,7 +65,7 @@ class TrainConfig:
 
 PRESETS: dict[str, dict] = {
     # A tiny model that learns moving shapes on a 2-core CPU in under half an hour (DESIGN.md section 7).
-    "shapes": dict(dataset="moving-shapes", init="random:tiny", arch="tiny", steps=1500, batch_size=64,
+    "shapes": dict(dataset="moving-shapes", init="random:tiny", arch="tiny", steps=3000, batch_size=64,
                    lr_clip=1e-3, lr_new=1e-3, weight_decay=0.05, warmup=0.05, flip=False, eval_every=250,
                    eval_size=300, checkpoint_every=100, workers=0, save_dtype="float16"),
 }

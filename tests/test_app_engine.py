@@ -220,7 +220,9 @@ def test_startup_falls_back_offline(tmp_path, tiny_library, monkeypatch):
         shutil.copy(p, folder / p.name)
     (folder / "broken.mp4").write_bytes(b"\x00" * 100)
     monkeypatch.setattr(startup, "FALLBACK_MODELS", ("bundled:does-not-exist", "random:tiny"))
-    monkeypatch.setattr(startup, "ensure_offline_if_unreachable", lambda timeout=3.0: True)
+    import model.hub
+
+    monkeypatch.setattr(model.hub, "ensure_offline_if_unreachable", lambda timeout=3.0: True)
     cfg = from_args(["--library", "hf-hub:nobody/no-such-dataset", "--videos", str(folder),
                      "--cache-dir", str(tmp_path / "cache")], environ={})
     cfg.model = "clip:ViT-B-32-quickgelu/openai"
