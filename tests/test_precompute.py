@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from media_files import write_audio_only
 
 from precompute import BuildSettings, LibraryError, ModelMismatchError, build_library, open_library
 from precompute.merge import merge_libraries
@@ -30,21 +31,6 @@ def _settings(**kw) -> BuildSettings:
     base = dict(workers=1, chunk_size=4, batch_size=4, progress_bar=False, thumb_height=24)
     base.update(kw)
     return BuildSettings(**base)
-
-
-def _write_audio_only(path: Path) -> None:
-    import av
-
-    with av.open(str(path), "w", format="mp4") as c:
-        s = c.add_stream("aac", rate=16000)
-        s.layout = "mono"
-        for i in range(8):
-            fr = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            fr.sample_rate, fr.pts = 16000, i * 1024
-            for p in s.encode(fr):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
 
 
 def _make_source(root: Path) -> Path:
@@ -74,7 +60,7 @@ def _make_source(root: Path) -> Path:
     (bad / "empty.mp4").write_bytes(b"")
     (bad / "notes.mp4").write_text("this is not a video\n" * 50)
     (bad / "truncated.mp4").write_bytes((src / "shapes" / "shapes0000.mp4").read_bytes()[:300])
-    _write_audio_only(bad / "audio_only.mp4")
+    write_audio_only(bad / "audio_only.mp4")
     unreadable = bad / "unreadable.mp4"
     shutil.copy(src / "shapes" / "shapes0001.mp4", unreadable)
     unreadable.chmod(0)  # root reads it anyway; then it is simply indexed

@@ -4,6 +4,7 @@ import time
 
 import numpy as np
 import pytest
+from media_files import write_audio_only
 
 from model import video_io
 from model.sampling import sample_indices
@@ -142,20 +143,6 @@ def test_seek_path_matches_sequential(clips, monkeypatch):
 # ---------------------------------------------------------------- bad files
 
 
-def _audio_only(path):
-    import av
-
-    with av.open(str(path), "w", format="mp4") as c:
-        s = c.add_stream("aac", rate=16000)
-        for i in range(8):
-            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            f.sample_rate, f.pts = 16000, i * 1024
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-
-
 @pytest.mark.parametrize("backend", ["auto", "decord", "pyav"])
 @pytest.mark.parametrize(
     "kind,message",
@@ -178,7 +165,7 @@ def test_bad_files_raise_video_read_error(tmp_path, clips, kind, message, backen
     elif kind == "random":
         path.write_bytes(np.random.default_rng(0).integers(0, 256, 20000, dtype=np.uint8).tobytes())
     elif kind == "audio":
-        _audio_only(path)
+        write_audio_only(path)
     elif kind == "truncated_head":
         path.write_bytes(clips["coded"].read_bytes()[:200])
     elif kind == "directory":
@@ -190,7 +177,7 @@ def test_bad_files_raise_video_read_error(tmp_path, clips, kind, message, backen
 
 def test_probe_raises_video_read_error(tmp_path):
     path = tmp_path / "a.mp4"
-    _audio_only(path)
+    write_audio_only(path)
     with pytest.raises(VideoReadError, match="no video stream"):
         probe(path)
 
