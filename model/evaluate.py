@@ -58,7 +58,7 @@ def evaluate_shapes(model, seed: int = 123, size: int = 500, num_frames: int | N
 
     from .metrics import retrieval_metrics, reversal_accuracy
     from .sampling import sample_times
-    from .shapes import REVERSE, TRANSLATIONS, parse_caption_all, random_clip, render
+    from .shapes import TRANSLATIONS, parse_caption_all, random_clip, render
 
     num_frames = num_frames or model.config.num_frames
     rng = np.random.default_rng([seed, 7])
@@ -98,7 +98,6 @@ def evaluate_shapes(model, seed: int = 123, size: int = 500, num_frames: int | N
         for g, s in zip(gen, specs):
             sh = s.shapes[0]
             right += parse_caption_all(g)[0] == (sh.color, sh.shape, sh.motion)
-    _ = REVERSE
     return ShapesEval(rev_all, rev_tr, rev_sc, retrieval["t2v"]["R@1"],
                       right / size if model.has_trained_captioner else float("nan"), retrieval)
 

@@ -231,6 +231,26 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def average_gradients(model, world: int) -> None:
+    """Data parallelism without a DDP wrapper: the step calls several model methods, not forward()."""
+    for p in model.parameters():
+        if p.requires_grad:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            torch.distributed.all_reduce(p.grad)
+            p.grad /= world
+
+
+def check_replicas_in_sync(model, world: int) -> None:
+    """Every rank must end with the same weights; a silent divergence would waste the run."""
+    local = torch.stack([sum(p.detach().double().sum() for p in model.parameters())]).to(model.device)
+    all_sums = [torch.zeros_like(local) for _ in range(world)]
+    torch.distributed.all_gather(all_sums, local)
+    sums = torch.cat(all_sums)
+    if not torch.allclose(sums, sums[0].expand_as(sums), rtol=1e-9, atol=1e-6):
+        raise RuntimeError(f"data-parallel replicas diverged: parameter sums {sums.tolist()}")
+
+
 # ---------------------------------------------------------------------------------------------- loop
 def train_step(model, x: torch.Tensor, captions: list[str], keys: list[str], cfg: TrainConfig) -> dict:
     keep = first_occurrences(keys)
@@ -326,9 +346,6 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         total = cfg.steps or max(1, int(round(cfg.epochs * steps_per_epoch)))
     eval_every = cfg.eval_every or steps_per_epoch or 500
 
-    ddp_model = model
-    if world > 1:
-        ddp_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
     opt = torch.optim.AdamW(param_groups(model, cfg), betas=(0.9, 0.98), eps=1e-6)
     step, best = 0, -1.0
     if resume and _checkpoint_path(cfg).exists():
@@ -371,9 +388,11 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * lr_factor(step, total, cfg.warmup)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            losses = train_step(ddp_model.module if world > 1 else model, *batch, cfg)
+            losses = train_step(model, *batch, cfg)
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
+        if world > 1:
+            average_gradients(model, world)
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
@@ -410,6 +429,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
     if log_file is not None:
         log_file.close()
     if world > 1:
+        check_replicas_in_sync(model, world)
         torch.distributed.destroy_process_group()
     return out / "best"
 

@@ -95,3 +95,21 @@ def test_mean_pooling_scores_exactly_half_on_reversal(tmp_path: Path, tiny_model
     finally:
         tiny_model.use_prompts = True
     assert ev.reversal_accuracy == 0.5
+
+
+@pytest.mark.slow
+def test_two_process_data_parallel_training(tmp_path: Path) -> None:
+    """torchrun with 2 CPU ranks (gloo): the run ends with identical replicas (checked by train) and rank 0 writes."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "model.train",
+           "--preset", "shapes", "--steps", "4", "--batch-size", "8", "--eval-every", "4", "--eval-size", "16",
+           "--threads", "1", "--out", str(out)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(_losses(out)) == 4
+    assert (out / "best" / "model.safetensors").is_file() and (out / "checkpoint.pt").is_file()
