@@ -88,7 +88,11 @@ def generate(head: CaptionHead, memory: torch.Tensor, token_embedding: nn.Embedd
         for _ in range(max_len):
             seqs = torch.tensor([s for _, s in beams], device=memory.device)
             logits = head(seqs, mem.expand(len(beams), -1, -1), token_embedding, positional_embedding)[:, -1]
-            logp = F.log_softmax(logits.float(), dim=-1)
+            logits = logits.float()
+            sot_out = int(head.token_to_out[sot_id])
+            if sot_out >= 0:
+                logits[:, sot_out] = float("-inf")  # a caption never restarts mid-way
+            logp = F.log_softmax(logits, dim=-1)
             top_lp, top_j = logp.topk(min(num_beams, logp.shape[-1]), dim=-1)
             candidates = []
             for i, (score, seq) in enumerate(beams):
