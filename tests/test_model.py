@@ -212,3 +212,18 @@ def test_preprocess_matches_clip_test_transform(tiny_model: PromptSwitch) -> Non
     # centre crop of the short side, normalised with CLIP's statistics
     mean = torch.tensor(tiny_model.config.mean).view(3, 1, 1)
     assert abs(float((a * torch.tensor(tiny_model.config.std).view(3, 1, 1) + mean).mean()) - img[:, 8:56].mean() / 255) < 0.02
+
+
+@pytest.mark.parametrize("name", ["ViT-B-32", "ViT-B-16"])
+def test_full_size_architectures_encode_a_clip(name: str) -> None:
+    """Only the patch grid differs between B/32 and B/16: both run the whole method at 224 px."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        m = PromptSwitch(architecture(name)).eval()
+        m.prompt.data.normal_(0, 1.0)
+    x = torch.randn(1, 6, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        v, f = m.encode_video(x)
+        v_rev, _ = m.encode_video(x.flip(1))
+    assert v.shape == (1, 512) and f.shape == (1, 6, 512)
+    assert (v - v_rev).abs().max() > 1e-5  # order matters with prompts at full size too
