@@ -93,9 +93,6 @@ class AppConfig:
     caption_bank: Path = CAPTION_BANK
     max_upload_mb: float = 50.0
     max_video_seconds: float = 600.0
-    max_query_chars: int = 1000
-    default_k: int = 12
-    max_k: int = 50
     search_concurrency: int = 4
     describe_concurrency: int = 1
     queue_size: int = 256
@@ -152,8 +149,8 @@ def from_args(argv: list[str] | None = None, environ: dict[str, str] | None = No
         device=args.device or _env_str(env, "PROMPTSWITCH_DEVICE") or "auto",
         cache_dir=(cache or hf_home(env) / "promptswitch").expanduser(),
         fallback=not args.no_fallback,
-        max_upload_mb=args.max_upload_mb or _env_float(env, "PROMPTSWITCH_MAX_UPLOAD_MB", 50.0),
-        max_video_seconds=args.max_video_seconds or _env_float(env, "PROMPTSWITCH_MAX_VIDEO_SECONDS", 600.0),
+        max_upload_mb=args.max_upload_mb or _env_float(env, "PROMPTSWITCH_MAX_UPLOAD_MB", AppConfig.max_upload_mb),
+        max_video_seconds=args.max_video_seconds or _env_float(env, "PROMPTSWITCH_MAX_VIDEO_SECONDS", AppConfig.max_video_seconds),
     )
     if cfg.max_upload_mb <= 0 or cfg.max_video_seconds <= 0:
         raise SystemExit("--max-upload-mb and --max-video-seconds must be positive")

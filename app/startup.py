@@ -411,10 +411,7 @@ def start(config: AppConfig, progress: Progress | None = print) -> Startup:
 
     device = _device(config)
     bank = read_caption_bank(config.caption_bank)
-    limits = Limits(
-        max_query_chars=config.max_query_chars, default_k=config.default_k, max_k=config.max_k,
-        max_upload_bytes=config.max_upload_bytes, max_video_seconds=config.max_video_seconds,
-    )
+    limits = Limits(max_upload_bytes=config.max_upload_bytes, max_video_seconds=config.max_video_seconds)
     first = True
     for spec in model_candidates(config):
         _say(progress, f"loading model {spec} ...")
