@@ -26,19 +26,21 @@ class ShapesEval:
     retrieval: dict
 
 
-def encode_frames_batched(model, frames_u8: np.ndarray, batch: int = 64):
-    """uint8 [N, T, H, W, 3] -> (video_emb [N, D], frame_emb [N, T, D]) as numpy, no grad."""
+def encode_frames_batched(model, frames_u8: np.ndarray, batch: int = 64,
+                          caption_beams: int | None = None) -> tuple[np.ndarray, list[str] | None]:
+    """uint8 [N, T, H, W, 3] -> (video_emb [N, D] as numpy, generated captions when caption_beams is set).
+
+    Captions are generated from the same preprocessed batches, so each clip is prepared once."""
     import torch
 
-    vids, frs = [], []
+    vids, caps = [], ([] if caption_beams else None)
     with torch.inference_mode():
         for i in range(0, len(frames_u8), batch):
-            chunk = frames_u8[i : i + batch]
-            x = torch.stack([model.preprocess_frames(c) for c in chunk]).to(model.device)
-            v, f = model.encode_video(x)
-            vids.append(v.float().cpu().numpy())
-            frs.append(f.float().cpu().numpy())
-    return np.concatenate(vids), np.concatenate(frs)
+            x = model.preprocess_clips(frames_u8[i : i + batch])
+            vids.append(model.encode_video(x)[0].float().cpu().numpy())
+            if caps is not None:
+                caps += model.generate_captions(x, max_len=12, num_beams=caption_beams)
+    return np.concatenate(vids), caps
 
 
 def encode_texts_batched(model, texts: list[str], batch: int = 256) -> np.ndarray:
@@ -54,7 +56,6 @@ def encode_texts_batched(model, texts: list[str], batch: int = 256) -> np.ndarra
 def evaluate_shapes(model, seed: int = 123, size: int = 500, num_frames: int | None = None,
                     caption_beams: int = 1) -> ShapesEval:
     """Reversal accuracy, gallery R@1 (one clip per distinct caption) and caption accuracy."""
-    import torch
 
     from .metrics import retrieval_metrics, reversal_accuracy
     from .sampling import sample_times
@@ -67,7 +68,7 @@ def evaluate_shapes(model, seed: int = 123, size: int = 500, num_frames: int | N
     px = model.config.image_size
     fwd = np.stack([render(s, num_frames, px, times=times) for s in specs])
     rev = np.stack([render(s.reversed(), num_frames, px, times=times) for s in specs])
-    v_fwd, _ = encode_frames_batched(model, fwd)
+    v_fwd, gen = encode_frames_batched(model, fwd, caption_beams=caption_beams if model.has_trained_captioner else None)
     v_rev, _ = encode_frames_batched(model, rev)
     captions = [s.caption() for s in specs]
     t_true = encode_texts_batched(model, captions)
@@ -89,12 +90,7 @@ def evaluate_shapes(model, seed: int = 123, size: int = 500, num_frames: int | N
     retrieval = retrieval_metrics(sim, np.arange(len(idx)))
     # Captions: colour, shape and motion all right.
     right = 0
-    if model.has_trained_captioner:
-        gen = []
-        with torch.inference_mode():
-            for i in range(0, size, 64):
-                x = torch.stack([model.preprocess_frames(c) for c in fwd[i : i + 64]]).to(model.device)
-                gen += model.generate_captions(x, max_len=12, num_beams=caption_beams)
+    if gen is not None:
         for g, s in zip(gen, specs):
             sh = s.shapes[0]
             right += parse_caption_all(g)[0] == (sh.color, sh.shape, sh.motion)

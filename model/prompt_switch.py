@@ -109,6 +109,10 @@ class PromptSwitch(nn.Module):
         """uint8 [T, H, W, 3] -> float [T, 3, S, S]."""
         return test_transform(frames, self.config.image_size, self.config.mean, self.config.std)
 
+    def preprocess_clips(self, clips: np.ndarray) -> torch.Tensor:
+        """uint8 [B, T, H, W, 3] -> float [B, T, 3, S, S] on the model's device (encode_video's input)."""
+        return torch.stack([self.preprocess_frames(c) for c in clips]).to(self.device)
+
     # ------------------------------------------------------------------ vision
     def _switch(self, h: torch.Tensor, n_groups: int) -> torch.Tensor:
         """Transpose the prompt part of the attention input inside each group of Np frames."""

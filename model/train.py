@@ -148,8 +148,7 @@ class ShapesStream:
 
         fr, caps, specs = make_batch(self.rng, self.batch_size, self.num_frames, self.model.config.image_size,
                                      num_segments=self.model.config.num_prompts, train=True)
-        x = torch.stack([self.model.preprocess_frames(f) for f in fr])
-        return x, caps, [s.caption() for s in specs]
+        return self.model.preprocess_clips(fr), caps, [s.caption() for s in specs]
 
 
 def shapes_caption_vocab(tokenizer) -> list[int]:
