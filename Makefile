@@ -7,19 +7,22 @@ CHROMIUM ?= /usr/bin/chromium
 export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test test-fast venv dev chromium shapes-model shapes-library bench clean
+.PHONY: demo test test-fast lint venv dev chromium shapes-model shapes-library bench clean
 
 $(VENV)/bin/python:
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "promptswitch needs Python 3.10+"'
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "promptswitch needs Python 3.11+ (numpy 2.4, av 18)"'
 	$(PYTHON) -m venv $(VENV)
 
 # Stamps re-run pip only when a requirements file changes.
-$(VENV)/.runtime-installed: requirements.txt | $(VENV)/bin/python
+# The checkout installs itself (editable, no dependencies of its own) so bench/ and tools import it as is.
+$(VENV)/.runtime-installed: requirements.txt pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q -r requirements.txt
+	$(PIP) install -q --no-deps -e .
 	@touch $@
 
-$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(VENV)/bin/python
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt pyproject.toml | $(VENV)/bin/python
 	$(PIP) install -q -r requirements-dev.txt
+	$(PIP) install -q --no-deps -e .
 	@touch $@ $(VENV)/.runtime-installed
 
 venv: $(VENV)/.runtime-installed
@@ -38,11 +41,14 @@ chromium:
 	  else echo "WARNING: $(CHROMIUM) missing and not root: the browser test will be skipped"; fi; \
 	fi
 
-test: dev chromium
+lint: dev
+	$(VENV)/bin/ruff check .
+
+test: dev chromium lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Skip the slow end-to-end tests (CI always runs them all).
-test-fast: dev
+test-fast: dev lint
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # The bundled offline demo model: Prompt Switch and its mean-pooling twin, the same recipe with and
@@ -51,16 +57,16 @@ test-fast: dev
 # keeps its best validation checkpoint, and is evaluated on 500 clips of an unseen seed (build/*.json).
 SHAPES_EVAL := --dataset moving-shapes --seed 123 --size 500
 shapes-model: dev
-	$(PY) -m model.train --preset shapes --stop-after 1500 --out build/shapes-promptswitch --threads 2
-	$(PY) -m model.train --preset shapes --stop-after 1500 --no-prompts --out build/shapes-meanpool --threads 2
+	$(PY) -m training.train --preset shapes --stop-after 1500 --out build/shapes-promptswitch --threads 2
+	$(PY) -m training.train --preset shapes --stop-after 1500 --no-prompts --out build/shapes-meanpool --threads 2
 	rm -rf assets/models/moving-shapes && mkdir -p assets/models && cp -r build/shapes-promptswitch/best assets/models/moving-shapes
-	$(PY) -m model.evaluate --model bundled:moving-shapes $(SHAPES_EVAL) --json build/shapes-promptswitch-eval.json
-	$(PY) -m model.evaluate --model build/shapes-meanpool/best $(SHAPES_EVAL) --json build/shapes-meanpool-eval.json
+	$(PY) -m training.evaluate --model bundled:moving-shapes $(SHAPES_EVAL) --json build/shapes-promptswitch-eval.json
+	$(PY) -m training.evaluate --model build/shapes-meanpool/best $(SHAPES_EVAL) --json build/shapes-meanpool-eval.json
 
 # The bundled library: 36 generated clips (3 s, 160x120) indexed with the bundled model.
 shapes-library: dev
 	rm -rf assets/shapes-videos assets/library-shapes
-	$(PY) -c "from model.shapes import write_dataset; write_dataset('assets/shapes-videos', seed=2026, num_train=0, num_test=36, size=(160, 120), seconds=3.0, fps=12)"
+	$(PY) -c "from training.shapes import write_dataset; write_dataset('assets/shapes-videos', seed=2026, num_train=0, num_test=36, size=(160, 120), seconds=3.0, fps=12)"
 	$(PY) -m precompute assets/shapes-videos/MSRVTT_data.json --out assets/library-shapes --model bundled:moving-shapes --workers 0 --no-progress
 
 bench: dev

@@ -150,7 +150,8 @@ def from_args(argv: list[str] | None = None, environ: dict[str, str] | None = No
         cache_dir=(cache or hf_home(env) / "promptswitch").expanduser(),
         fallback=not args.no_fallback,
         max_upload_mb=args.max_upload_mb or _env_float(env, "PROMPTSWITCH_MAX_UPLOAD_MB", AppConfig.max_upload_mb),
-        max_video_seconds=args.max_video_seconds or _env_float(env, "PROMPTSWITCH_MAX_VIDEO_SECONDS", AppConfig.max_video_seconds),
+        max_video_seconds=args.max_video_seconds
+        or _env_float(env, "PROMPTSWITCH_MAX_VIDEO_SECONDS", AppConfig.max_video_seconds),
     )
     if cfg.max_upload_mb <= 0 or cfg.max_video_seconds <= 0:
         raise SystemExit("--max-upload-mb and --max-video-seconds must be positive")

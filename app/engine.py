@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from model.files import atomic_save
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -281,9 +283,7 @@ class SearchEngine:
         if cache is not None:
             try:
                 cache.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache.with_suffix(".tmp.npy")
-                np.save(tmp, arr)
-                tmp.replace(cache)
+                atomic_save(cache, lambda tmp: np.save(tmp, arr), suffix=".npy")
             except OSError as e:
                 log.warning("could not cache text embeddings at %s: %s", cache, e)
         return arr
@@ -446,7 +446,7 @@ class SearchEngine:
         """Caption an uploaded video (if the model can), rank captions, find similar library videos."""
         import time
 
-        from model.video_io import VideoReadError, probe, read_frames
+        from video.decode import VideoReadError, probe, read_frames
 
         t0 = time.perf_counter()
         p, msg = self.check_upload(video_path)

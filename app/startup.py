@@ -5,9 +5,9 @@ The order of attempts lives here and only here:
 - models: the configured one (default DEFAULT_MODEL), then FALLBACK_MODELS, unless --no-fallback;
 - libraries, for the model that loaded: --library (a folder or hf-hub:org/dataset[@rev]), then one
   built from --videos, then the model's own default (the bundled moving-shapes library for the
-  bundled model, the sample clips in assets/videos for any other), then a small generated
-  moving-shapes library. A library built with another model is never served: when its videos are
-  at hand, a new one is built for the model in use (kept under the cache folder).
+  bundled model, the sample clips in assets/videos for any other). A library built with another
+  model is never served: when its videos are at hand, a new one is built for the model in use
+  (kept under the cache folder).
 
 Every attempt that fails leaves a line saying why, and the page shows them in its banner.
 """
@@ -31,11 +31,6 @@ __all__ = ["FALLBACK_MODELS", "Startup", "StartupError", "start", "model_candida
 
 #: Tried in order after the configured model fails to load (offline, not cached, ...).
 FALLBACK_MODELS: tuple[str, ...] = ("bundled:moving-shapes", "random:tiny")
-
-#: Generated moving-shapes clips for the last-resort library (made once, kept in the cache folder).
-GENERATED_SHAPES = dict(seed=0, num_train=0, num_test=24, size=(160, 120), seconds=2.0, fps=12)
-
-_HUB_DATASET = re.compile(r"^hf-hub:([\w.\-]+/[\w.\-]+)(?:@([\w.\-/]+))?$")
 
 Progress = Callable[[str], None]
 
@@ -105,14 +100,9 @@ def _short_reason(e: BaseException, limit: int = 300) -> str:
 
 
 def _device(config: AppConfig) -> str:
-    if config.device != "auto":
-        return config.device
-    try:
-        import torch
+    from model.device import resolve_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except Exception:
-        return "cpu"
+    return resolve_device(config.device)
 
 
 # ------------------------------------------------------------------------------------ libraries
@@ -120,22 +110,21 @@ def _device(config: AppConfig) -> str:
 
 def resolve_hub_library(ref: str) -> Path:
     """hf-hub:org/dataset[@rev] -> local folder of the downloaded dataset snapshot (LibraryError offline)."""
+    from model.hub import hub_offline, parse_hub_spec, quick_network_failures
     from precompute.library import LibraryError
 
-    m = _HUB_DATASET.match(ref.strip())
-    if not m:
+    parsed = parse_hub_spec(ref)
+    if parsed is None:
         raise LibraryError(f"{ref!r}: expected hf-hub:<org>/<dataset>[@revision]")
-    repo_id, revision = m.group(1), m.group(2)
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+    repo_id, revision = parsed
+    quick_network_failures()
     try:
         from huggingface_hub import snapshot_download
 
         path = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision))
     except Exception as e:
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-        why = ("no network and it is not in the local cache" if offline
-               else "the Hub could not be reached or the dataset does not exist")
+        why = ("no network and it is not in the local cache"
+               if hub_offline() else "the Hub could not be reached or the dataset does not exist")
         raise LibraryError(
             f"could not download the library dataset {repo_id}" + (f"@{revision}" if revision else "")
             + f" ({why}; cache HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}): {_short_reason(e)}"
@@ -222,16 +211,6 @@ def _source_available(lib) -> Path | None:
     return None
 
 
-def _shapes_source(config: AppConfig, progress: Progress | None) -> Path:
-    """Generate a few moving-shapes clips (once) and return their annotation file."""
-    from model.shapes import write_dataset
-
-    root = config.cache_dir / "generated-shapes"
-    _say(progress, f"generating {GENERATED_SHAPES['num_test']} moving-shapes clips in {root} (once)")
-    write_dataset(root, **GENERATED_SHAPES)
-    return root / "MSRVTT_data.json"
-
-
 def _obtain_library(config: AppConfig, model, device: str, progress: Progress | None, attempts: list[str]):
     """(library, why) for `model`; appends a line to attempts for each option that failed."""
     from precompute.library import LibraryError, ModelMismatchError, open_library
@@ -297,9 +276,7 @@ def _obtain_library(config: AppConfig, model, device: str, progress: Progress | 
             attempts.append(f"Could not index videos folder {src}: {_short_reason(e)}")
 
     # 3. the model's own default library
-    if spec.startswith("random:"):
-        pass  # random weights: only the generated library below makes sense
-    elif spec == "bundled:moving-shapes":
+    if spec == "bundled:moving-shapes":
         if _has_manifest(BUNDLED_LIBRARY):
             try:
                 return open_checked(BUNDLED_LIBRARY), "the moving-shapes library bundled with this model"
@@ -319,12 +296,6 @@ def _obtain_library(config: AppConfig, model, device: str, progress: Progress | 
         else:
             attempts.append(f"No sample clips found in {SAMPLE_VIDEOS}.")
 
-    # 4. last resort: generated moving-shapes clips
-    try:
-        lib, _ = index_into_cache(_shapes_source(config, progress), "moving-shapes library")
-        return lib, f"{len(lib)} generated moving-shapes clips (no other library was available)"
-    except Exception as e:  # noqa: BLE001 - the last option: report and give up on this model
-        attempts.append(f"Could not generate a moving-shapes library: {type(e).__name__}: {_short_reason(e)}")
     return None, ""
 
 
@@ -401,10 +372,12 @@ def start(config: AppConfig, progress: Progress | None = print) -> Startup:
     attempts: list[str] = []
     offline = False
     if _hub_needed(config):
-        preset = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-        from model.hub import ensure_offline_if_unreachable
+        from app.network import go_offline_if_unreachable
+        from model.hub import hub_offline
 
-        offline = ensure_offline_if_unreachable()
+        preset = hub_offline()
+
+        offline = go_offline_if_unreachable()
         if offline and not preset:
             _say(progress, "the Hugging Face Hub is unreachable: using the local cache only (HF_HUB_OFFLINE=1)")
     from model import load_model

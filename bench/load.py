@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     url = args.url
     if not url:
-        from app.testing import AppServer
+        from bench.app_server import AppServer
 
         app_args = []
         for flag in ("model", "library", "videos"):

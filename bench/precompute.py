@@ -49,7 +49,7 @@ def make_clip(seed: int, width: int, height: int, frames: int) -> np.ndarray:
 
 def ensure_clips(cache: Path, n: int, width: int, height: int, seconds: float, fps: int) -> Path:
     """The first n clips of the cached set, generating the missing ones (atomic: temp name, rename)."""
-    from model.video_io import write_video
+    from video.decode import write_video
 
     folder = cache / f"{width}x{height}-{seconds:g}s-{fps}fps"
     folder.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     import torch
 
     from model import load_model
-    from precompute.encoder import resolve_device
+    from model.device import resolve_device
     from precompute.settings import default_workers
 
     if args.threads:

@@ -291,8 +291,8 @@ def bench_search(n, args, gen, faiss, np, nthreads):
     ivf.parallel_mode = 0  # batches (tuning, recall): one thread per query
     values = [v for v in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512) if v <= nlist]
 
-    def set_nprobe(v):
-        ivf.nprobe = v
+    def set_nprobe(v, index=ivf):
+        index.nprobe = v
 
     nprobe, sweep = tune(ivf, set_nprobe, values, xt, gt_t, args.target_recall + args.tune_margin, np)
     ivf.nprobe = nprobe
@@ -383,10 +383,10 @@ def main(argv=None):
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     t_start = time.perf_counter()
 
-    import numpy as np
-    import torch
     import faiss
+    import numpy as np
     import open_clip
+    import torch
 
     nthreads = faiss.omp_get_max_threads()
     info = machine(torch, faiss, np)
@@ -408,7 +408,8 @@ def main(argv=None):
         [r["path"], r["threads"], len(r["lat"]), ms(pct(r["lat"], 50)), ms(pct(r["lat"], 95))] for r in tx["rows"]])
     cuts = [r for r in tx["rows"] if r.get("cut")]
     enc = min(cuts, key=lambda r: pct(r["lat"], 50))
-    fulls = [r for r in tx["rows"] if r["path"].startswith("tokenize + encode, full") and r["threads"] == enc["threads"]]
+    fulls = [r for r in tx["rows"]
+             if r["path"].startswith("tokenize + encode, full") and r["threads"] == enc["threads"]]
     print(f"query length: median {tx['tokens_median']}, max {tx['tokens_max']} tokens (with start/end tokens). "
           f"Cut vs full context: largest feature difference {tx['max_abs_diff']:.1e} (the same result: the tower "
           f"is causal); p50 speed-up {pct(fulls[0]['lat'], 50) / pct(enc['lat'], 50):.2f}x at "

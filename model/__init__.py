@@ -1,4 +1,4 @@
-"""Prompt Switch on open_clip: the video-text model, its weights, training and evaluation.
+"""Prompt Switch on open_clip: the video-text network and its weights (load, save, push, convert).
 
 Importing this package is cheap; torch and open_clip load on first use of a public name.
 """
@@ -10,15 +10,16 @@ __all__ = ["load_model", "save_pretrained", "push_to_hub", "PromptSwitch", "Prom
            "ModelSpecError", "CaptionHeadUntrained", "architecture"]
 
 _WHERE = {
-    "load_model": "hub", "save_pretrained": "hub", "push_to_hub": "hub", "ModelSpecError": "hub",
+    "load_model": "hub", "ModelSpecError": "hub", "save_pretrained": "weights", "push_to_hub": "weights",
     "PromptSwitch": "prompt_switch", "CaptionHeadUntrained": "prompt_switch",
     "PromptSwitchConfig": "config", "architecture": "config",
 }
 
 if TYPE_CHECKING:
     from .config import PromptSwitchConfig, architecture
-    from .hub import ModelSpecError, load_model, push_to_hub, save_pretrained
+    from .hub import ModelSpecError, load_model
     from .prompt_switch import CaptionHeadUntrained, PromptSwitch
+    from .weights import push_to_hub, save_pretrained
 
 
 def __getattr__(name: str) -> Any:

@@ -126,7 +126,8 @@ def convert_state_dict(state: dict[str, torch.Tensor], config) -> dict[str, torc
     return out
 
 
-def convert(checkpoint: Path, out_dir: Path, num_frames: int = 12, base: str = "converted", head_width: int = 64) -> Path:
+def convert(checkpoint: Path, out_dir: Path, num_frames: int = 12, base: str = "converted",
+            head_width: int = 64) -> Path:
     from .prompt_switch import PromptSwitch
 
     obj = torch.load(checkpoint, map_location="cpu", weights_only=True)

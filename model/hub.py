@@ -8,19 +8,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import sys
 from pathlib import Path
 
 import torch
 
 from .config import PromptSwitchConfig, architecture
 from .prompt_switch import PromptSwitch
+from .weights import CONFIG_NAME, MODEL_TYPE, WEIGHTS_NAME
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-MODEL_TYPE = "prompt-switch"
-FORMAT_VERSION = 1
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "models"
 SPEC_HELP = ("random:<tiny|ViT-B-32|ViT-B-16>, a local folder written by save_pretrained, "
              "hf-hub:<org>/<name>[@revision], clip:<open_clip model>/<pretrained tag>, or bundled:<name>")
@@ -37,39 +32,25 @@ def _fail(spec: str, tried: str, todo: str, cause: BaseException | None = None) 
     return ModelSpecError(msg)
 
 
-def _quick_network_failures() -> None:
+HUB_SPEC = re.compile(r"^hf-hub:([\w.\-]+/[\w.\-]+)(?:@([\w.\-/]+))?$")
+
+
+def parse_hub_spec(spec: str) -> tuple[str, str | None] | None:
+    """"hf-hub:org/name[@rev]" -> (repo_id, revision or None); None when `spec` is not of that form."""
+    m = HUB_SPEC.match(spec.strip())
+    return (m.group(1), m.group(2)) if m else None
+
+
+def hub_offline() -> bool:
+    """True when huggingface_hub is told to use its cache only (HF_HUB_OFFLINE set and not 0)."""
+    return os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+
+
+def quick_network_failures() -> None:
     """A hub that cannot be reached must fail in seconds, not retry for a minute."""
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    ensure_offline_if_unreachable()
-
-
-def ensure_offline_if_unreachable(timeout: float = 3.0) -> bool:
-    """If the Hub cannot be reached, switch huggingface_hub to its cache (fast failures, no retries).
-
-    Without this, an offline start spends about a minute in download retries before falling back.
-    Returns True when the app runs offline. Skipped behind a proxy (a direct probe says nothing there).
-    """
-    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0"):
-        return True
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    host = re.sub(r"^https?://", "", endpoint).split("/")[0]
-    port = 443
-    if ":" in host:
-        host, p = host.rsplit(":", 1)
-        port = int(p) if p.isdigit() else 443
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return False
-    except OSError:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        hub = sys.modules.get("huggingface_hub.constants")
-        if hub is not None:
-            hub.HF_HUB_OFFLINE = True
-        return True
 
 
 def load_model(spec: str, device: str = "cpu") -> PromptSwitch:
@@ -85,7 +66,8 @@ def load_model(spec: str, device: str = "cpu") -> PromptSwitch:
         name = spec.split(":", 1)[1]
         folder = ASSETS / name
         if not (folder / CONFIG_NAME).is_file():
-            available = sorted(p.name for p in ASSETS.glob("*") if (p / CONFIG_NAME).is_file()) if ASSETS.is_dir() else []
+            found = ASSETS.glob("*") if ASSETS.is_dir() else []
+            available = sorted(p.name for p in found if (p / CONFIG_NAME).is_file())
             raise _fail(spec, f"looked in {folder}", f"bundled models: {available or 'none'} "
                         "(build the demo model with `make shapes-model`)")
         model = _from_folder(folder, spec)
@@ -120,11 +102,11 @@ def _from_clip(spec: str) -> PromptSwitch:
     clip_cfg = open_clip.get_model_config(name)
     if clip_cfg is None:
         raise _fail(spec, f"open_clip has no model config {name!r}", "see open_clip.list_models()")
-    _quick_network_failures()
+    quick_network_failures()
     try:
         clip = open_clip.create_model(name, pretrained=tag, require_pretrained=True)
     except Exception as e:  # open_clip raises several types for missing/unreachable weights
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        offline = hub_offline()
         why = "HF_HUB_OFFLINE is set" if offline else "the hub may be unreachable"
         raise _fail(spec, f"open_clip could not fetch pretrained weights {tag!r} for {name} ({why} and the "
                     "weights are not in the local cache)", "Connect once to download them, or use "
@@ -139,23 +121,20 @@ def _from_clip(spec: str) -> PromptSwitch:
         return PromptSwitch(config, clip=clip)
 
 
-_HUB_RE = re.compile(r"^hf-hub:([\w.\-]+/[\w.\-]+)(?:@([\w.\-/]+))?$")
-
-
 def _from_hub(spec: str) -> PromptSwitch:
     from huggingface_hub import hf_hub_download
 
-    m = _HUB_RE.match(spec)
+    m = HUB_SPEC.match(spec)
     if not m:
         raise _fail(spec, "expected hf-hub:<org>/<name>[@revision]", "e.g. hf-hub:promptswitch/vit-b-32-msrvtt")
     repo_id, revision = m.group(1), m.group(2)
-    _quick_network_failures()
+    quick_network_failures()
     paths = {}
     for filename in (CONFIG_NAME, WEIGHTS_NAME):
         try:
             paths[filename] = hf_hub_download(repo_id, filename, revision=revision)
         except Exception as e:
-            offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+            offline = hub_offline()
             why = ("HF_HUB_OFFLINE is set and the file is not in the cache" if offline
                    else "the hub is unreachable or the repo/file does not exist, and the file is not in the cache")
             raise _fail(spec, f"could not get {filename} from {repo_id}" + (f"@{revision}" if revision else "")
@@ -200,75 +179,3 @@ def _build(config_path: Path, weights_path: Path, spec: str) -> PromptSwitch:
     return model
 
 
-def save_pretrained(model: PromptSwitch, directory, dtype: str = "float32") -> Path:
-    """Write config.json + model.safetensors + README.md (atomically per file)."""
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    torch_dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
-    state = {k: v.detach().to("cpu", torch_dtype).contiguous().clone() for k, v in model.state_dict().items()}
-    tmp = directory / (WEIGHTS_NAME + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "model_type": MODEL_TYPE})
-    os.replace(tmp, directory / WEIGHTS_NAME)
-    cfg = {"model_type": MODEL_TYPE, "format_version": FORMAT_VERSION, **model.config.to_dict()}
-    _atomic_write(directory / CONFIG_NAME, json.dumps(cfg, indent=2, sort_keys=True))
-    _atomic_write(directory / "README.md", model_card(model))
-    return directory
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def model_card(model: PromptSwitch) -> str:
-    c = model.config
-    v = c.clip["vision_cfg"]
-    metrics = "\n".join(f"| {k} | {val} |" for k, val in sorted(c.metrics.items())) or "| (none recorded) | |"
-    return f"""---
-license: mit
-library_name: promptswitch
-tags: [text-to-video-retrieval, clip, prompt-switch]
----
-# Prompt Switch video-text model
-
-A text-to-video retrieval model in the format of [promptswitch](https://github.com/promptswitch/promptswitch),
-implementing *Prompt Switch: Efficient CLIP Adaptation for Text-Video Retrieval* (Deng et al., ICCV 2023).
-Video features come from a prompt cube of {c.num_prompts} x {c.num_prompts} learned tokens that is
-switched between frames inside every attention layer, then mean-pooled; they do not depend on the
-query, so a library is encoded once and searched with a dot product.
-
-- Base weights: `{c.base}`
-- Vision tower: width {v['width']}, {v['layers']} layers, patch {v['patch_size']}, {c.image_size} px
-- Frames per video: {c.num_frames} (groups of {c.num_prompts}); prompts: {'on' if c.use_prompts else 'off (mean-pooling baseline)'}
-- Captioning head: {'trained' if c.caption_trained else 'untrained'}
-- Fingerprint: `{model.fingerprint}`
-
-## Metrics
-| metric | value |
-|---|---|
-{metrics}
-
-## Use
-```python
-from model import load_model
-m = load_model("hf-hub:<org>/<name>")
-```
-Licence: MIT for this code and these weights; the base CLIP weights keep their own licence.
-"""
-
-
-def push_to_hub(model: PromptSwitch, repo_id: str, private: bool = False, dtype: str = "float32") -> str:
-    """Publish the save_pretrained layout to a Hub model repo; returns the commit URL."""
-    import tempfile
-
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        save_pretrained(model, tmp, dtype=dtype)
-        info = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message="Upload Prompt Switch model")
-    return str(info)

@@ -18,9 +18,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .captioner import CaptionHead, caption_loss, frequent_token_ids, generate, FREQUENT_WEIGHT
+from .captioner import FREQUENT_WEIGHT, CaptionHead, caption_loss, frequent_token_ids, generate
 from .config import PromptSwitchConfig
-from .transforms import test_transform
+from .transforms import eval_transform
 
 
 class CaptionHeadUntrained(RuntimeError):
@@ -102,12 +102,12 @@ class PromptSwitch(nn.Module):
     # ------------------------------------------------------------------ preprocessing
     def preprocess(self, image) -> torch.Tensor:
         """One uint8 HWC frame or PIL image -> float [3, S, S] (CLIP's test transform)."""
-        return test_transform(np.asarray(image.convert("RGB") if hasattr(image, "convert") else image),
+        return eval_transform(np.asarray(image.convert("RGB") if hasattr(image, "convert") else image),
                               self.config.image_size, self.config.mean, self.config.std)[0]
 
     def preprocess_frames(self, frames: np.ndarray) -> torch.Tensor:
         """uint8 [T, H, W, 3] -> float [T, 3, S, S]."""
-        return test_transform(frames, self.config.image_size, self.config.mean, self.config.std)
+        return eval_transform(frames, self.config.image_size, self.config.mean, self.config.std)
 
     def preprocess_clips(self, clips: np.ndarray) -> torch.Tensor:
         """uint8 [B, T, H, W, 3] -> float [B, T, 3, S, S] on the model's device (encode_video's input)."""
@@ -202,7 +202,7 @@ class PromptSwitch(nn.Module):
         if not (self.has_trained_captioner or allow_untrained):
             raise CaptionHeadUntrained(
                 f"model {self.spec} has no trained captioning head (its base is {self.config.base}); "
-                "train one with `python -m model.train` or use a checkpoint that has one"
+                "train one with `python -m training.train` or use a checkpoint that has one"
             )
         memory = self.frame_features(frames)
         ids = generate(self.captioner, memory, self.clip.token_embedding, self.clip.positional_embedding,
@@ -211,11 +211,11 @@ class PromptSwitch(nn.Module):
 
     # ------------------------------------------------------------------ saving
     def save_pretrained(self, directory, dtype: str = "float32") -> None:
-        from .hub import save_pretrained
+        from .weights import save_pretrained
 
         save_pretrained(self, directory, dtype=dtype)
 
     def push_to_hub(self, repo_id: str, **kwargs) -> str:
-        from .hub import push_to_hub
+        from .weights import push_to_hub
 
         return push_to_hub(self, repo_id, **kwargs)

@@ -31,7 +31,8 @@ def _normalise(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> 
     return (x - m) / s
 
 
-def test_transform(frames: np.ndarray | torch.Tensor, size: int, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def eval_transform(frames: np.ndarray | torch.Tensor, size: int, mean: Sequence[float],
+                   std: Sequence[float]) -> torch.Tensor:
     """Resize the short side to `size` (bicubic), centre-crop `size` x `size`, normalise."""
     x = _to_tensor(frames)
     h, w = x.shape[-2:]

@@ -22,8 +22,21 @@ from typing import Any, Callable, Iterator
 from .library import FORMAT_VERSION, MANIFEST, Library, VideoRecord, shard_of
 from .settings import BuildReport, BuildSettings, default_workers
 from .sources import Source, SourceItem, scan_source
-from .writer import (BuildLock, Chunk, ChunkWriter, Entry, Rows, check_header, commit, drop_chunks,
-                     finish_work_dir, load_chunks, recover, remove_stale_media, wipe)
+from .writer import (
+    BuildLock,
+    Chunk,
+    ChunkWriter,
+    Entry,
+    Rows,
+    check_header,
+    commit,
+    drop_chunks,
+    finish_work_dir,
+    load_chunks,
+    recover,
+    remove_stale_media,
+    wipe,
+)
 
 __all__ = ["build_library", "Progress"]
 
@@ -146,7 +159,9 @@ def build_library(source: str | os.PathLike[str], out: str | os.PathLike[str], m
         report.source_items = len(items)
 
         # ---- the model (after scanning: a bad SOURCE fails fast, before seconds of model loading)
-        from .encoder import Encoder, load, resolve_device
+        from model.device import resolve_device
+
+        from .encoder import Encoder, load
 
         device = resolve_device(settings.device)
         say(0, 0, f"loading model on {device}")

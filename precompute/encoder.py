@@ -11,18 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["resolve_device", "load", "Encoder"]
-
-
-def resolve_device(device: str) -> str:
-    """auto -> cuda if available, else cpu; anything else is passed to torch as is."""
-    import torch
-
-    if device in ("auto", "", None):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {device}: CUDA is not available on this machine (use --device cpu or auto)")
-    return device
+__all__ = ["load", "Encoder"]
 
 
 def load(model: Any, device: str) -> Any:

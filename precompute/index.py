@@ -11,12 +11,15 @@ reason recorded in the manifest.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from model.files import atomic_save
+
+from .errors import LibraryError
 
 __all__ = ["FLAT", "build_index", "write_index", "read_index", "default_params", "measure_recall"]
 
@@ -146,20 +149,12 @@ def measure_recall(index, vectors: np.ndarray, k: int = 10, seed: int = 0, num_q
 
 def write_index(index, path: Path) -> None:
     """faiss.write_index to a temp file, then rename (atomic)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        _faiss().write_index(index, str(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    faiss = _faiss()
+    atomic_save(path, lambda tmp: faiss.write_index(index, str(tmp)))
 
 
 def read_index(path: Path, info: dict[str, Any] | None = None):
     """Load an index written by write_index and re-apply the manifest's search parameters."""
-    from .library import LibraryError
-
     path = Path(path)
     if not path.is_file():
         raise LibraryError(f"{path}: index file missing; the library is damaged, rebuild it")

@@ -21,12 +21,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+
+from model.files import atomic_write_text
+
+from .errors import LibraryError, ModelMismatchError
+from .index import read_index
 
 __all__ = [
     "FORMAT_VERSION", "LibraryError", "ModelMismatchError", "VideoRecord", "Library", "open_library",
@@ -44,14 +48,6 @@ FAILURES = "failures.jsonl"
 THUMBS = "thumbs"
 POSTERS = "posters"
 WORK = ".work"
-
-
-class LibraryError(Exception):
-    """A library cannot be read, written or extended; the message says why and what to do."""
-
-
-class ModelMismatchError(LibraryError):
-    """The library was built with other weights (or other frame settings) than the model in use."""
 
 
 @dataclass
@@ -100,36 +96,6 @@ def shard_of(video_id: str, num_shards: int) -> int:
 
 
 # ------------------------------------------------------------------------------------ atomic I/O
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()
-
-
-def atomic_write_bytes(path: Path, data: bytes, fsync: bool = False) -> None:
-    """Write then rename: a reader (or a killed writer) never leaves a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; libraries are meant to be shared
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            if fsync:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str, fsync: bool = False) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any] | str]) -> None:
@@ -262,7 +228,6 @@ class Library:
 
     # -------------------------------------------------------------- search
     def _load_index(self):
-        from .index import read_index
 
         if self._index is None:
             self._index = read_index(self.root / INDEX, self.manifest.get("index", {}))

@@ -1,6 +1,6 @@
 """Decode one video into model input and thumbnails (the "reader" stage; runs in worker processes).
 
-Only the sampled frames are decoded (model.video_io: decord first, PyAV fallback per file). The
+Only the sampled frames are decoded (video.decode: decord first, PyAV fallback per file). The
 worker also runs the model's preprocessing and renders the JPEGs, so the encoder process gets
 ready-to-stack tensors and small byte strings, and raw frames never leave the worker. Every failure
 becomes a DecodeResult with a reason: bad input never raises out of here.
@@ -90,7 +90,7 @@ def poster_frame(frames: np.ndarray, indices: list[int], height: int) -> bytes:
 
 def decode_one(task: DecodeTask, preprocess: Preprocess | None) -> DecodeResult:
     """Read, preprocess and thumbnail one video; failures are returned, never raised."""
-    from model.video_io import VideoReadError, read_frames
+    from video.decode import VideoReadError, read_frames
 
     start = time.perf_counter()
     res = DecodeResult(seq=task.seq, id=task.id, ok=False)

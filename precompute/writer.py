@@ -25,9 +25,24 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .library import (FAILURES, FRAME_EMB, INDEX, MANIFEST, POSTERS, THUMBS, VIDEO_EMB, VIDEOS, WORK,
-                      LibraryError, ModelMismatchError, VideoRecord, atomic_write_bytes, atomic_write_text,
-                      media_key, write_jsonl)
+from model.files import atomic_save, atomic_write_bytes, atomic_write_text
+
+from .library import (
+    FAILURES,
+    FRAME_EMB,
+    INDEX,
+    MANIFEST,
+    POSTERS,
+    THUMBS,
+    VIDEO_EMB,
+    VIDEOS,
+    WORK,
+    LibraryError,
+    ModelMismatchError,
+    VideoRecord,
+    media_key,
+    write_jsonl,
+)
 
 __all__ = ["ChunkWriter", "Chunk", "ChunkRows", "Rows", "load_chunks", "drop_chunks", "check_header", "Entry",
            "commit", "recover", "wipe", "remove_stale_media", "import_media", "finish_work_dir", "BuildLock"]
@@ -247,12 +262,15 @@ def import_media(entry: Entry, root: Path) -> None:
         if dst.exists() or not src.exists():
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        atomic_save(dst, lambda tmp, src=src: _link_or_copy(src, Path(tmp)))
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def _final(root: Path) -> Path:

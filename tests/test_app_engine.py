@@ -10,7 +10,7 @@ from app.engine import Limits, QueryError, SearchEngine, clean_query
 
 @pytest.fixture(scope="module")
 def tiny_library(tmp_path_factory, tiny_model):
-    from app.testing import make_shapes_library
+    from shapes_library import make_shapes_library
 
     return make_shapes_library(tmp_path_factory.mktemp("applib"), tiny_model, num=6)
 
@@ -220,9 +220,9 @@ def test_startup_falls_back_offline(tmp_path, tiny_library, monkeypatch):
         shutil.copy(p, folder / p.name)
     (folder / "broken.mp4").write_bytes(b"\x00" * 100)
     monkeypatch.setattr(startup, "FALLBACK_MODELS", ("bundled:does-not-exist", "random:tiny"))
-    import model.hub
+    import app.network
 
-    monkeypatch.setattr(model.hub, "ensure_offline_if_unreachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(app.network, "go_offline_if_unreachable", lambda timeout=3.0: True)
     cfg = from_args(["--library", "hf-hub:nobody/no-such-dataset", "--videos", str(folder),
                      "--cache-dir", str(tmp_path / "cache")], environ={})
     cfg.model = "clip:ViT-B-32-quickgelu/openai"

@@ -13,8 +13,10 @@ pytest.importorskip("gradio_client")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from app.testing import AppServer, make_shapes_library
-    from model.video_io import write_video
+    from shapes_library import make_shapes_library
+
+    from bench.app_server import AppServer
+    from video.decode import write_video
 
     root = tmp_path_factory.mktemp("apphttp")
     lib, videos = make_shapes_library(root, "random:tiny", num=6)

@@ -31,7 +31,9 @@ def app_url(tmp_path_factory):
             pytest.fail(msg + ": CI must run the browser test")  # `make test` installs it as root
         pytest.skip(msg)
     pytest.importorskip("playwright.sync_api")
-    from app.testing import AppServer, make_shapes_library
+    from shapes_library import make_shapes_library
+
+    from bench.app_server import AppServer
 
     root = tmp_path_factory.mktemp("appbrowser")
     lib, videos = make_shapes_library(root, "random:tiny", num=6)

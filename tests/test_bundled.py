@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from model import load_model
-from model.evaluate import evaluate_shapes
-from model.shapes import parse_caption_all
+from training.evaluate import evaluate_shapes
+from training.shapes import parse_caption_all
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_DIR = ROOT / "assets" / "models" / "moving-shapes"
@@ -65,7 +65,8 @@ def test_generated_library_captions_name_what_happens(bundled) -> None:
     from precompute import open_library
 
     lib = open_library(LIBRARY_DIR)
-    ok = sum(parse_caption_all(r.generated_caption or "")[0] == parse_caption_all(r.captions[0])[0] for r in lib.records)
+    ok = sum(parse_caption_all(r.generated_caption or "")[0] == parse_caption_all(r.captions[0])[0]
+             for r in lib.records)
     assert ok / len(lib) >= 0.85
 
 

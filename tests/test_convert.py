@@ -38,7 +38,8 @@ def to_reference_names(model) -> dict[str, torch.Tensor]:
                 ref[f"{dst}.self_attn.{n}_proj.weight"], ref[f"{dst}.self_attn.{n}_proj.bias"] = w, b
             ref[f"{dst}.self_attn.out_proj.weight"] = s[f"{src}.attn.out_proj.weight"]
             ref[f"{dst}.self_attn.out_proj.bias"] = s[f"{src}.attn.out_proj.bias"]
-            for a, b in (("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"), ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj")):
+            for a, b in (("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"),
+                         ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj")):
                 ref[f"{dst}.{a}.weight"], ref[f"{dst}.{a}.bias"] = s[f"{src}.{b}.weight"], s[f"{src}.{b}.bias"]
             i += 1
     ref[P + "vision_model.prompt_embedding"] = s["prompt"].reshape(-1, s["prompt"].shape[-1])

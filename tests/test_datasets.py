@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from model.datasets import MissingVideosError, load_split, msrvtt_val_ids
+from video.annotations import MissingVideosError, load_split, msrvtt_val_ids
 
 
 def touch(path: Path) -> None:
@@ -159,7 +159,7 @@ def test_lsmdc_bad_line(tmp_path):
 
 
 def test_moving_shapes_reads_generated_dataset(tmp_path):
-    from model.shapes import write_dataset
+    from training.shapes import write_dataset
 
     root = write_dataset(tmp_path / "shapes", num_train=3, num_test=2, size=32, seconds=0.5, fps=4)
     train = load_split("moving-shapes", root, "train")
@@ -167,6 +167,6 @@ def test_moving_shapes_reads_generated_dataset(tmp_path):
     assert [it.video_id for it in train.items] == ["shapes0000", "shapes0001", "shapes0002"]
     assert all(it.path.is_file() and len(it.captions) >= 3 for it in train.items)
     assert [len(it.captions) for it in test.items] == [1, 1]
-    from model.shapes import parse_caption
+    from training.shapes import parse_caption
 
     assert all(None not in parse_caption(it.captions[0]) for it in test.items)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from model.metrics import rank_metrics, retrieval_metrics, reversal_accuracy, t2v_ranks, v2t_ranks
+from training.metrics import rank_metrics, retrieval_metrics, reversal_accuracy, t2v_ranks, v2t_ranks
 
 
 def test_rank_metrics_known_values():

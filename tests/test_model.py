@@ -194,10 +194,11 @@ def test_full_size_architectures_build(name: str) -> None:
     assert v.positional_embedding.shape[0] == grid * grid + 1
     assert m.prompt.shape == (6, 6, 768) and m.agg.num_heads == 12
     assert m.captioner.head.out_features == 49408
-    assert isinstance(v.transformer.resblocks[0].mlp.gelu, type(PromptSwitch(architecture("tiny")).clip.visual.transformer.resblocks[0].mlp.gelu))
+    tiny_gelu = PromptSwitch(architecture("tiny")).clip.visual.transformer.resblocks[0].mlp.gelu
+    assert isinstance(v.transformer.resblocks[0].mlp.gelu, type(tiny_gelu))
 
 
-def test_preprocess_matches_clip_test_transform(tiny_model: PromptSwitch) -> None:
+def test_preprocess_matches_clip_eval_transform(tiny_model: PromptSwitch) -> None:
     import numpy as np
     from PIL import Image
 
@@ -211,7 +212,8 @@ def test_preprocess_matches_clip_test_transform(tiny_model: PromptSwitch) -> Non
     torch.testing.assert_close(a, c)
     # centre crop of the short side, normalised with CLIP's statistics
     mean = torch.tensor(tiny_model.config.mean).view(3, 1, 1)
-    assert abs(float((a * torch.tensor(tiny_model.config.std).view(3, 1, 1) + mean).mean()) - img[:, 8:56].mean() / 255) < 0.02
+    restored = a * torch.tensor(tiny_model.config.std).view(3, 1, 1) + mean
+    assert abs(float(restored.mean()) - img[:, 8:56].mean() / 255) < 0.02
 
 
 @pytest.mark.parametrize("name", ["ViT-B-32", "ViT-B-16"])

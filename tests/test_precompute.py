@@ -35,8 +35,8 @@ def _settings(**kw) -> BuildSettings:
 
 def _make_source(root: Path) -> Path:
     """SOURCE folder: shapes/ (8 clips), plain/ (5 odd-but-valid clips), bad/ (files that must fail)."""
-    from model.shapes import write_dataset
-    from model.video_io import write_video
+    from training.shapes import write_dataset
+    from video.decode import write_video
 
     ds = write_dataset(root / "ds", seed=0, num_train=6, num_test=2, size=(64, 48), seconds=1.0, fps=12)
     src = root / "src"
@@ -163,7 +163,7 @@ def test_build_indexes_good_files_and_records_bad_ones(reference, source, tiny_m
 
 
 def test_annotation_source_keeps_ground_truth_captions(tmp_path, tiny_model):
-    from model.shapes import write_dataset
+    from training.shapes import write_dataset
 
     ds = write_dataset(tmp_path / "ds", seed=1, num_train=3, num_test=2, size=(48, 32), seconds=1.0, fps=6)
     report = build_library(ds / "MSRVTT_JSFUSION_test.csv", tmp_path / "lib", tiny_model, _settings(workers=0))
@@ -193,7 +193,7 @@ def test_captions_only_from_a_trained_head(tmp_path, source):
 
 
 def test_incremental_add_remove_change(tmp_path, source, tiny_model):
-    from model.video_io import write_video
+    from video.decode import write_video
 
     src = tmp_path / "src"
     shutil.copytree(source / "shapes", src / "shapes")

@@ -101,7 +101,7 @@ def test_bad_sources_are_clear_errors(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_clips(tmp_path_factory):
-    from model.video_io import write_video
+    from video.decode import write_video
 
     root = tmp_path_factory.mktemp("clips")
     for name, colour in (("red", (230, 20, 20)), ("blue", (20, 20, 230))):

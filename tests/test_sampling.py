@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from model.sampling import sample_indices, sample_times, timestamps_for
+from video.sampling import sample_indices, sample_times, timestamps_for
 
 
 def test_test_mode_positions_are_chunk_major():

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from model.shapes import (
+from training.shapes import (
     COLORS,
     MOTIONS,
     REVERSE,
@@ -150,7 +150,7 @@ def test_make_batch_distinct_and_fast():
 
 
 def test_write_dataset_files_and_videos(tmp_path):
-    from model.video_io import read_frames
+    from video.decode import read_frames
 
     root = write_dataset(tmp_path / "ds", seed=0, num_train=4, num_test=2, size=(64, 48), seconds=1.0, fps=12)
     ids = [f"shapes{i:04d}" for i in range(6)]

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from model import load_model
-from model.evaluate import main as evaluate_main
-from model.train import TrainConfig, lr_factor, parse_args, train
+from training.evaluate import main as evaluate_main
+from training.train import TrainConfig, lr_factor, parse_args, train
 
 
 def _shapes_cfg(out: Path, **kw) -> TrainConfig:
@@ -58,7 +58,7 @@ def test_schedule_warms_up_then_decays() -> None:
 
 
 def test_dataset_files_with_an_unreadable_video(tmp_path: Path) -> None:
-    from model.shapes import write_dataset
+    from training.shapes import write_dataset
 
     root = write_dataset(tmp_path / "shapes", seed=3, num_train=10, num_test=4, size=(48, 48), seconds=1.0, fps=6)
     (root / "videos" / "shapes0002.mp4").write_bytes(b"not a video at all")  # broken inside a batch
@@ -87,7 +87,7 @@ def test_evaluate_cli_moving_shapes_json(tmp_path: Path, tiny_model) -> None:
 
 def test_mean_pooling_scores_exactly_half_on_reversal(tmp_path: Path, tiny_model) -> None:
     """Averaging independently encoded frames cannot tell a clip from its reversal."""
-    from model.evaluate import evaluate_shapes
+    from training.evaluate import evaluate_shapes
 
     tiny_model.use_prompts = False
     try:
@@ -106,7 +106,7 @@ def test_two_process_data_parallel_training(tmp_path: Path) -> None:
 
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "model.train",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "training.train",
            "--preset", "shapes", "--steps", "4", "--batch-size", "8", "--eval-every", "4", "--eval-size", "16",
            "--threads", "1", "--out", str(out)]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from media_files import write_audio_only
 
-from model import video_io
-from model.sampling import sample_indices
-from model.video_io import Frames, VideoReadError, h264_encoder, probe, read_frames, write_video
+from video import decode as video_io
+from video.decode import Frames, VideoReadError, h264_encoder, probe, read_frames, write_video
+from video.sampling import sample_indices
 
 BACKENDS = ["decord", "pyav"]
 

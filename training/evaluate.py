@@ -1,7 +1,7 @@
 """Evaluation: retrieval metrics on MSR-VTT / MSVD / LSMDC files, and the moving-shapes checks.
 
-    python -m model.evaluate --model SPEC --dataset msrvtt --root DIR [--json out.json]
-    python -m model.evaluate --model bundled:moving-shapes --dataset moving-shapes --seed 123 --size 500
+    python -m training.evaluate --model SPEC --dataset msrvtt --root DIR [--json out.json]
+    python -m training.evaluate --model bundled:moving-shapes --dataset moving-shapes --seed 123 --size 500
 """
 from __future__ import annotations
 
@@ -57,8 +57,9 @@ def evaluate_shapes(model, seed: int = 123, size: int = 500, num_frames: int | N
                     caption_beams: int = 1) -> ShapesEval:
     """Reversal accuracy, gallery R@1 (one clip per distinct caption) and caption accuracy."""
 
+    from video.sampling import sample_times
+
     from .metrics import retrieval_metrics, reversal_accuracy
-    from .sampling import sample_times
     from .shapes import TRANSLATIONS, parse_caption_all, random_clip, render
 
     num_frames = num_frames or model.config.num_frames
@@ -100,9 +101,10 @@ def evaluate_shapes(model, seed: int = 123, size: int = 500, num_frames: int | N
 
 def evaluate_files(model, dataset: str, root: Path, split: str = "test", batch: int = 16, workers: int = 2) -> dict:
     """Retrieval metrics over a dataset on disk (every caption is a query)."""
-    from .datasets import load_split
+    from video.annotations import load_split
+
+    from .data import VideoDataset, iterate_videos
     from .metrics import retrieval_metrics
-    from .train import VideoDataset, iterate_videos
 
     sp = load_split(dataset, Path(root), split)
     if sp.missing:
@@ -135,7 +137,7 @@ def format_table(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m model.evaluate", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="a load_model spec")
     p.add_argument("--dataset", required=True, choices=["msrvtt", "msvd", "lsmdc", "moving-shapes"])
@@ -148,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write the results here")
     a = p.parse_args(argv)
 
-    from .hub import load_model
-    from .train import pick_device
+    from model.device import resolve_device
+    from model.hub import load_model
 
-    model = load_model(a.model, device=pick_device(a.device))
+    model = load_model(a.model, device=resolve_device(a.device))
     if a.no_prompts:
         model.use_prompts = False
     if a.dataset == "moving-shapes" and a.root is None:

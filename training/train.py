@@ -1,8 +1,8 @@
 """Training: the reference recipe as defaults, on dataset files or generated moving shapes.
 
-    python -m model.train --dataset msrvtt --root DIR --init clip:ViT-B-32-quickgelu/openai --out runs/msrvtt
-    python -m model.train --preset shapes --out assets/models/moving-shapes        # the bundled demo model
-    torchrun --nproc_per_node=4 -m model.train ...                                   # several GPUs (DDP)
+    python -m training.train --dataset msrvtt --root DIR --init clip:ViT-B-32-quickgelu/openai --out runs/msrvtt
+    python -m training.train --preset shapes --out assets/models/moving-shapes        # the bundled demo model
+    torchrun --nproc_per_node=4 -m training.train ...                                   # several GPUs (DDP)
 
 Every value of TrainConfig is a flag (--batch-size, --lr-clip, ...). `--resume` continues from
 OUT/checkpoint.pt without repeating finished steps. Checkpoints are chosen on the validation
@@ -19,12 +19,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model.device import resolve_device
+from model.files import atomic_save
+
+from .data import Augment, VideoDataset, collate
 from .losses import contrastive_loss, first_occurrences
 
 
@@ -71,71 +74,7 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def pick_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 # ---------------------------------------------------------------------------------------------- data
-class VideoDataset(torch.utils.data.Dataset):
-    """One sample per (video, caption) in training, per video in evaluation; bad videos give None."""
-
-    def __init__(self, items, model, train: bool, cfg: TrainConfig | None = None, seed: int = 0):
-        self.items = items
-        self.train = train
-        self.cfg = cfg or TrainConfig()
-        self.size, self.mean, self.std = model.config.image_size, model.config.mean, model.config.std
-        self.num_frames = self.cfg.train_frames if train else model.config.num_frames
-        self.np_ = model.config.num_prompts
-        self.seed = seed
-        self.samples = [(i, c) for i, it in enumerate(items) for c in range(len(it.captions))] if train \
-            else [(i, 0) for i in range(len(items))]
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, k: int):
-        from .transforms import test_transform, train_transform
-        from .video_io import VideoReadError, read_frames
-
-        i, c = self.samples[k]
-        item = self.items[i]
-        rng = np.random.default_rng([self.seed, k, int(time.time_ns() % 2**31)]) if self.train else None
-        try:
-            fr = read_frames(item.path, self.num_frames, num_segments=self.np_, train=self.train, rng=rng,
-                             max_side=max(256, 2 * self.size)).frames
-        except VideoReadError as e:
-            print(f"skipping unreadable video {item.path}: {e}", file=sys.stderr)
-            return None
-        if self.train:
-            x = train_transform(fr, self.size, self.mean, self.std, rng, self.cfg.crop_scale, self.cfg.flip)
-        else:
-            x = test_transform(fr, self.size, self.mean, self.std)
-        return x, item.captions[c] if item.captions else "", item.video_id, k
-
-
-def collate(batch):
-    """Drops unreadable videos: the batch goes on without them."""
-    batch = [b for b in batch if b is not None]
-    if not batch:
-        return None
-    xs, caps, vids, ks = zip(*batch)
-    return torch.stack(xs), list(caps), list(vids), list(ks)
-
-
-def iterate_videos(model, ds: VideoDataset, batch: int = 16, workers: int = 2) -> Iterator[tuple[np.ndarray, list[int]]]:
-    """Evaluation pass: yields (video_emb [b, D], indices of the items that could be read)."""
-    loader = torch.utils.data.DataLoader(ds, batch_size=batch, num_workers=workers, collate_fn=collate)
-    with torch.inference_mode():
-        for b in loader:
-            if b is None:
-                continue
-            x, _, _, ks = b
-            v, _ = model.encode_video(x.to(model.device))
-            yield v.float().cpu().numpy(), [ds.samples[k][0] for k in ks]
-
-
 class ShapesStream:
     """Fresh moving-shapes clips every step (distinct captions within a batch)."""
 
@@ -167,9 +106,9 @@ def shapes_caption_vocab(tokenizer) -> list[int]:
 
 # ---------------------------------------------------------------------------------------------- setup
 def build_model(cfg: TrainConfig, device: str):
-    from .config import architecture
-    from .hub import load_model
-    from .prompt_switch import PromptSwitch
+    from model.config import architecture
+    from model.hub import load_model
+    from model.prompt_switch import PromptSwitch
 
     if cfg.arch:
         conf = architecture(cfg.arch)
@@ -282,9 +221,7 @@ def save_checkpoint(cfg: TrainConfig, model, opt, step: int, best: float, stream
         state["stream_rng"] = json.dumps(stream_rng.bit_generator.state)
     path = _checkpoint_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_save(path, lambda tmp: torch.save(state, tmp))
 
 
 def validate(model, cfg: TrainConfig) -> dict:
@@ -294,7 +231,8 @@ def validate(model, cfg: TrainConfig) -> dict:
             from .evaluate import evaluate_shapes
 
             ev = evaluate_shapes(model, seed=cfg.seed + 1000, size=cfg.eval_size)
-            return {"score": ev.gallery_t2v_r1 + ev.reversal_accuracy + (0 if math.isnan(ev.caption_accuracy) else ev.caption_accuracy),
+            caption = 0 if math.isnan(ev.caption_accuracy) else ev.caption_accuracy
+            return {"score": ev.gallery_t2v_r1 + ev.reversal_accuracy + caption,
                     "reversal": ev.reversal_accuracy, "reversal_translations": ev.reversal_translations,
                     "reversal_scalings": ev.reversal_scalings, "gallery_R@1": ev.gallery_t2v_r1,
                     "caption_accuracy": ev.caption_accuracy}
@@ -313,7 +251,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
     rank, world = _dist()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     if device == "cuda" and world > 1:
         device = f"cuda:{torch.cuda.current_device()}"
     torch.manual_seed(cfg.seed + rank)
@@ -325,7 +263,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         stream = ShapesStream(model, cfg.batch_size, cfg.train_frames, cfg.seed + rank)
         total = cfg.steps or 3000
     else:
-        from .datasets import load_split
+        from video.annotations import load_split
 
         if cfg.root is None:
             raise SystemExit(f"--root is required for dataset {cfg.dataset}")
@@ -336,7 +274,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         sp = load_split(cfg.dataset, Path(cfg.root), split)
         if sp.missing:
             log(f"{len(sp.missing)} videos listed in the annotations are missing on disk and skipped")
-        ds = VideoDataset(sp.items, model, train=True, cfg=cfg, seed=cfg.seed)
+        ds = VideoDataset(sp.items, model, train=True, seed=cfg.seed,
+                          augment=Augment(tuple(cfg.crop_scale), cfg.flip))
         sampler = torch.utils.data.DistributedSampler(ds, seed=cfg.seed) if world > 1 else None
         loader = torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
                                              num_workers=cfg.workers, collate_fn=collate, drop_last=True,
@@ -400,7 +339,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
         step += 1
         run_steps += 1
         if log_file is not None:
-            rec = {"step": step, "loss": round(losses["loss"].item(), 5), "contrastive": round(losses["contrastive"], 5),
+            rec = {"step": step, "loss": round(losses["loss"].item(), 5),
+                   "contrastive": round(losses["contrastive"], 5),
                    "lr": opt.param_groups[0]["lr"], "time": round(time.time() - t0, 2)}
             if "caption" in losses:
                 rec["caption"] = round(losses["caption"], 5)
@@ -413,7 +353,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
             model.config.caption_trained = cfg.caption_weight > 0
             model.invalidate_fingerprint()
             metrics = validate(model, cfg)
-            log(f"step {step}/{total} ({time.time() - t0:.0f}s): " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+            log(f"step {step}/{total} ({time.time() - t0:.0f}s): {shown}")
             log_file.write(json.dumps({"step": step, "eval": metrics}) + "\n")
             model.config.metrics = {f"val_{k}": round(v, 4) for k, v in metrics.items() if k != "score"}
             model.config.metrics["train_steps"] = step
@@ -434,7 +375,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> Path:
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[TrainConfig, bool]:
-    p = argparse.ArgumentParser(prog="python -m model.train", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), help="a named set of defaults (flags still override)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")

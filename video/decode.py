@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.sampling import sample_indices, timestamps_for
+from video.sampling import sample_indices, timestamps_for
 
 __all__ = ["VideoReadError", "VideoInfo", "Frames", "read_frames", "probe", "write_video", "h264_encoder"]
 
@@ -286,7 +286,7 @@ def read_frames(
     max_side: int | None = 512,
     backend: str = "auto",
 ) -> Frames:
-    """Decode the ``num_frames`` sampled frames of a video (chunk-major, see model.sampling).
+    """Decode the ``num_frames`` sampled frames of a video (chunk-major, see video.sampling).
 
     backend: "auto" (decord if importable and it reads the file, else PyAV), "decord" or "pyav".
     Frames are downscaled so the longer side is at most ``max_side`` (None keeps the size).

@@ -13,7 +13,7 @@ Splits:
 - msvd: "train", "val", "test" from train_list.txt / val_list.txt / test_list.txt.
 - lsmdc: "train", "val", "test" (LSMDC16_annos_training.csv, LSMDC16_annos_val.csv,
   LSMDC16_challenge_1000_publictect.csv).
-- moving-shapes: MSR-VTT layout written by model.shapes.write_dataset.
+- moving-shapes: MSR-VTT layout written by training.shapes.write_dataset.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ _LAYOUT = {
              "<root>/videos/<clip_id>.avi, <root>/<clip_id>.avi or <root>/<movie>/<clip_id>.avi",
 }
 _LAYOUT["moving-shapes"] = _LAYOUT["msrvtt"].replace("MSR-VTT", "moving-shapes (MSR-VTT format, "
-                                                     "written by model.shapes.write_dataset)")
+                                                     "written by training.shapes.write_dataset)")
 
 _SPLITS = {
     "msrvtt": ("train", "train9k", "train7k", "val", "train-minus-val", "test"),

@@ -1,7 +1,4 @@
-"""Helpers for the app's tests and bench/load.py: a tiny library, and the real app in a subprocess.
-
-Not imported by the app itself.
-"""
+"""The real app (`python app.py`) in a subprocess on a free localhost port: used by tests and bench/load.py."""
 
 from __future__ import annotations
 
@@ -12,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from app.config import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
-__all__ = ["free_port", "make_shapes_library", "AppServer", "test_env"]
+__all__ = ["free_port", "AppServer", "server_env"]
 
 
 def free_port() -> int:
@@ -23,30 +20,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+def server_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for a test server: no telemetry, no network attempts."""
     env = dict(os.environ)
     env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_OFFLINE="1",
                PYTHONUNBUFFERED="1")
     env.update(extra or {})
     return env
-
-
-def make_shapes_library(root: Path, model="random:tiny", num: int = 6, seconds: float = 2.0) -> tuple[Path, Path]:
-    """Generate `num` moving-shapes clips under root/data and index them into root/library.
-
-    Returns (library folder, folder of the videos). `model` is a spec or a loaded model.
-    """
-    from model.shapes import write_dataset
-    from precompute import BuildSettings, build_library
-
-    root = Path(root)
-    data = write_dataset(root / "data", seed=0, num_train=0, num_test=num, size=(96, 72), seconds=seconds, fps=12)
-    lib = root / "library"
-    report = build_library(data / "MSRVTT_data.json", lib, model, BuildSettings(workers=0, progress_bar=False))
-    if report.exit_code != 0:
-        raise RuntimeError(f"could not build the test library: {report.summary()}")
-    return lib, data / "videos"
 
 
 class AppServer:
@@ -57,7 +37,7 @@ class AppServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.args = [sys.executable, str(REPO_ROOT / "app.py"), *args, "--host", "127.0.0.1", "--port", str(self.port)]
-        self.env = test_env(env)
+        self.env = server_env(env)
         tmp = Path(os.environ.get("TMPDIR", "/tmp"))
         self.log_path = Path(log_path) if log_path else tmp / f"promptswitch-app-{self.port}.log"
         self.timeout = timeout
