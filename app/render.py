@@ -1,7 +1,8 @@
 """Small images for the page, drawn with PIL only (no plotting library needed).
 
 - similarity_plot: query similarity over a video's sampled frames, best moment marked.
-- frame_strip: a row of frames, for videos a browser cannot play and for uploads.
+- frame_strip: a row of frames, for videos a browser cannot play and for uploads (video.frames's, the
+  one strip renderer, re-exported here for the page).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from video.frames import frame_strip
 
 __all__ = ["similarity_plot", "frame_strip", "format_time"]
 
@@ -96,25 +99,3 @@ def similarity_plot(
         tx = min(max(x + 8, left + 2), left + pw - 8 * len(label) // 1.3)
         d.text((tx, max(top + 2, y - 22)), label, fill=_BEST, font=normal)
     return img
-
-
-def frame_strip(frames: np.ndarray | Sequence[np.ndarray], height: int = 96, max_frames: int = 12,
-                columns: int | None = None) -> Image.Image:
-    """uint8 frames [T, H, W, 3] in reading order at `height` pixels, `columns` per row (default: one row)."""
-    frames = list(frames)[:max_frames]
-    if not frames:
-        return Image.new("RGB", (height, height), (200, 200, 200))
-    tiles = []
-    for f in frames:
-        im = Image.fromarray(np.asarray(f, dtype=np.uint8))
-        w = max(1, round(im.width * height / max(1, im.height)))
-        tiles.append(im.resize((w, height), Image.BILINEAR))
-    gap = 2
-    cols = max(1, min(columns or len(tiles), len(tiles)))
-    rows = -(-len(tiles) // cols)
-    tw = max(t.width for t in tiles)
-    strip = Image.new("RGB", (cols * tw + gap * (cols - 1), rows * height + gap * (rows - 1)), (255, 255, 255))
-    for n, t in enumerate(tiles):
-        r, c = divmod(n, cols)
-        strip.paste(t, (c * (tw + gap), r * (height + gap)))
-    return strip

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from app.config import BUNDLED_LIBRARY, SAMPLE_VIDEOS, AppConfig
+from video.files import is_video_name
 
 log = logging.getLogger(__name__)
 
@@ -285,8 +286,7 @@ def _obtain_library(config: AppConfig, model, device: str, progress: Progress | 
         else:
             attempts.append(f"The bundled library {BUNDLED_LIBRARY} is missing.")
     else:
-        exts = (".mp4", ".webm", ".mkv", ".mov", ".avi")
-        samples = [p for p in SAMPLE_VIDEOS.glob("*") if p.suffix.lower() in exts] if SAMPLE_VIDEOS.is_dir() else []
+        samples = [p for p in SAMPLE_VIDEOS.glob("*") if is_video_name(p)] if SAMPLE_VIDEOS.is_dir() else []
         if samples:
             try:
                 lib, rep = index_into_cache(SAMPLE_VIDEOS, "sample library")

@@ -9,14 +9,15 @@ each rank encodes a shard and rank 0 merges them. This module imports no torch u
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
-from .library import LibraryError
+from .errors import EXIT_CANNOT_WRITE, LibraryError, LibraryWriteError
 from .settings import BuildSettings
 
 __all__ = ["make_parser", "settings_from_args", "main"]
@@ -25,18 +26,57 @@ __all__ = ["make_parser", "settings_from_args", "main"]
 def _workers(value: str) -> int | None:
     if value == "auto":
         return None
-    n = int(value)
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"workers must be an integer >= 0 or 'auto', got {value!r}") from None
     if n < 0:
         raise argparse.ArgumentTypeError("workers must be >= 0 or 'auto'")
     return n
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown for valued flags; switches are off unless given, and None defaults say in words."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.nargs == 0 or action.default is None:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+_GROUPS = {"encoding": "encoding", "library": "library",
+           "sharding": "sharding (job arrays; torchrun sets these from RANK/WORLD_SIZE)", "output": "output"}
+
+
+def _value_type(f: dataclasses.Field) -> Callable[[str], Any]:
+    if f.name == "workers":
+        return _workers
+    annotation = str(f.type)
+    return int if annotation.startswith("int") else float if annotation.startswith("float") else str
+
+
+def _add_setting(group: argparse._ArgumentGroup, f: dataclasses.Field) -> None:
+    """One flag from one BuildSettings field: its name, help and default come from the field."""
+    meta = f.metadata
+    default = f.default
+    flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+    if isinstance(default, bool):  # --overwrite (False -> True) or --no-thumbnails (True -> False)
+        group.add_argument(flag, dest=f.name, action="store_false" if default else "store_true", help=meta["help"])
+        return
+    shown = "auto" if f.name == "workers" else default
+    group.add_argument(flag, dest=f.name, type=_value_type(f), default=shown, help=meta["help"],
+                       **meta.get("argparse", {}))
+
+
 def make_parser() -> argparse.ArgumentParser:
+    """The CLI; every option below `--model` is a BuildSettings field (its default and help live there)."""
     p = argparse.ArgumentParser(
         prog="python -m precompute",
         description="Encode a video collection once into a cached, searchable library (embeddings, "
-                    "faiss index, thumbnails). Resumable, incremental, and shardable.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                    "faiss index, thumbnails). Resumable, incremental, and shardable. Exit codes: 0 done, "
+                    "1 nothing could be indexed, 2 bad arguments or an unusable library, 3 the library cannot be "
+                    "written (disk full, read-only, permission denied), 130 interrupted.",
+        formatter_class=_HelpFormatter,
         epilog="Examples:\n  python -m precompute ~/Videos --out lib --model random:tiny\n"
                "  torchrun --standalone --nproc_per_node=4 -m precompute videos/ --out lib --model SPEC\n"
                "  python -m precompute videos/ --out lib.0 --model SPEC --num-shards 2 --shard-id 0 "
@@ -47,55 +87,20 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", "-o", required=True, metavar="LIBRARY", help="library folder to create or update")
     p.add_argument("--model", "-m", required=True, metavar="SPEC",
                    help="model spec: random:tiny, clip:ViT-B-32-quickgelu/openai, hf-hub:org/name, a folder, ...")
-    g = p.add_argument_group("encoding")
-    g.add_argument("--frames", type=int, default=12, help="frames sampled per video (a multiple of 6)")
-    g.add_argument("--batch-size", type=int, default=8, help="videos per encoder call")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--workers", type=_workers, default="auto",
-                   help="decoding processes; 0 decodes in the main process; auto = cores - 1 (max 8)")
-    g.add_argument("--threads", type=int, default=None,
-                   help="torch threads for encoding on the CPU (default: torch's choice, usually all cores)")
-    g.add_argument("--max-side", type=int, default=512, help="downscale frames at decode time to this longer side")
-    g.add_argument("--decode-timeout", type=float, default=600.0,
-                   help="seconds one video may take to decode before it is skipped as failed")
-    g.add_argument("--captions", choices=("auto", "on", "off"), default="auto",
-                   help="generate captions (only models with a trained captioning head can)")
-    g.add_argument("--caption-max-len", type=int, default=20, help="maximum caption length in tokens")
-    g.add_argument("--caption-beams", type=int, default=1, help="beam width (1 = greedy)")
-    g = p.add_argument_group("library")
-    g.add_argument("--index", default="Flat",
-                   help="faiss index_factory string: Flat (exact), HNSW32, IVF4096,PQ64, ...")
-    g.add_argument("--index-params", default=None, help="faiss search parameters, e.g. nprobe=64 or efSearch=128")
-    g.add_argument("--thumb-height", type=int, default=96, help="thumbnail strip height in pixels")
-    g.add_argument("--no-thumbnails", action="store_true", help="do not write thumbnails and posters")
-    g.add_argument("--limit", type=int, default=None, help="only the first N videos of SOURCE (in id order)")
-    g.add_argument("--video-dir", default=None, help="for annotation sources: folder with <video_id>.mp4 files")
-    g.add_argument("--overwrite", action="store_true",
-                   help="delete the library's files and rebuild (needed to change model or frames)")
-    g.add_argument("--retry-failed", action="store_true", help="retry files that failed before although unchanged")
-    g.add_argument("--chunk-size", type=int, default=32, help="videos per resumable chunk file")
-    g = p.add_argument_group("sharding (job arrays; torchrun sets these from RANK/WORLD_SIZE)")
-    g.add_argument("--num-shards", type=int, default=1, help="split SOURCE into this many shards")
-    g.add_argument("--shard-id", type=int, default=0, help="which shard this run encodes (0-based)")
-    g = p.add_argument_group("output")
-    g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    g.add_argument("--json", action="store_true", help="print the final report as JSON on stdout")
-    g.add_argument("--seed", type=int, default=0, help="seed for index training and recall queries")
-    g.add_argument("-v", "--verbose", action="store_true", help="log more")
+    groups = {key: p.add_argument_group(title) for key, title in _GROUPS.items()}
+    for f in dataclasses.fields(BuildSettings):
+        if f.metadata.get("flag") != "":
+            _add_setting(groups[f.metadata.get("group", "encoding")], f)
+    out = groups["output"]
+    out.add_argument("--json", action="store_true", help="print the final report as JSON on stdout")
+    out.add_argument("-v", "--verbose", action="store_true", help="log more")
     return p
 
 
 def settings_from_args(args: argparse.Namespace) -> BuildSettings:
-    return BuildSettings(
-        frames=args.frames, batch_size=args.batch_size, device=args.device, workers=args.workers, threads=args.threads,
-        index=args.index, index_params=args.index_params, captions=args.captions,
-        caption_max_len=args.caption_max_len, caption_beams=args.caption_beams,
-        thumbnails=not args.no_thumbnails, thumb_height=args.thumb_height, limit=args.limit,
-        overwrite=args.overwrite, retry_failed=args.retry_failed, num_shards=args.num_shards,
-        shard_id=args.shard_id, chunk_size=args.chunk_size, max_side=args.max_side,
-        decode_timeout=args.decode_timeout, video_dir=args.video_dir, progress_bar=not args.no_progress,
-        seed=args.seed,
-    )
+    """BuildSettings from parsed flags (every field that has a flag; the rest keep their defaults)."""
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(BuildSettings) if hasattr(args, f.name)}
+    return BuildSettings(**values)
 
 
 def _print_report(report, as_json: bool, prefix: str = "") -> None:
@@ -114,6 +119,7 @@ def _distributed(args: argparse.Namespace, settings: BuildSettings, command: str
 
     from .build import build_library
     from .merge import merge_libraries
+    from .writer import SHARDS, work_dir
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", rank))
@@ -124,7 +130,8 @@ def _distributed(args: argparse.Namespace, settings: BuildSettings, command: str
     # gloo only synchronises the ranks (a barrier); it works on CPU and GPU machines alike.
     dist.init_process_group("gloo", timeout=datetime.timedelta(days=7))
     out = Path(args.out).expanduser().absolute()
-    shard_dir = out / ".work" / "shards" / f"shard-{rank:05d}-of-{world:05d}"
+    shards_dir = work_dir(out) / SHARDS
+    shard_dir = shards_dir / f"shard-{rank:05d}-of-{world:05d}"
     settings.num_shards, settings.shard_id = world, rank
     settings.reuse_from = () if settings.overwrite else (str(out),)
     settings.progress_bar = settings.progress_bar and rank == 0
@@ -134,15 +141,15 @@ def _distributed(args: argparse.Namespace, settings: BuildSettings, command: str
         _print_report(report, False, prefix=f"[rank {rank}] ")
         dist.barrier()
         if rank == 0:
-            shards = sorted((out / ".work" / "shards").glob(f"shard-*-of-{world:05d}"))
+            shards = sorted(shards_dir.glob(f"shard-*-of-{world:05d}"))
             merged = merge_libraries(shards, out, index=settings.index, index_params=settings.index_params,
                                      overwrite=settings.overwrite, command=command)
             merged.indexed = report.indexed
             _print_report(merged, args.json, prefix="[merged] ")
             code = merged.exit_code
-            shutil.rmtree(out / ".work" / "shards", ignore_errors=True)
+            shutil.rmtree(shards_dir, ignore_errors=True)
             try:
-                (out / ".work").rmdir()
+                work_dir(out).rmdir()
             except OSError:
                 pass
         dist.barrier()
@@ -165,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .build import build_library
 
         report = build_library(args.source, args.out, args.model, settings, command=command)
+    except LibraryWriteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_CANNOT_WRITE
     except (LibraryError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

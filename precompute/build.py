@@ -15,13 +15,14 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .errors import writing
 from .library import FORMAT_VERSION, MANIFEST, Library, VideoRecord, shard_of
 from .settings import BuildReport, BuildSettings, default_workers
-from .sources import Source, SourceItem, scan_source
+from .sources import Source, SourceItem, display_path, scan_source
 from .writer import (
     BuildLock,
     Chunk,
@@ -127,6 +128,46 @@ def _timed(it: Iterator, acc: dict[str, float], key: str) -> Iterator:
         yield x
 
 
+@dataclass
+class _Build:
+    """What one build carries from step to step: where, how, and what it has counted so far."""
+
+    out: Path
+    settings: BuildSettings
+    report: BuildReport
+    progress: Progress | None
+    command: str | None
+    secs: dict[str, float] = field(default_factory=lambda: dict.fromkeys(_TIMERS, 0.0))
+    t_start: float = field(default_factory=time.perf_counter)
+
+    def say(self, done: int, total: int, message: str) -> None:
+        if self.progress is not None:
+            self.progress(done, total, message)
+
+
+@dataclass
+class _Plan:
+    """The outcome of comparing SOURCE with what is known: what to keep, what to encode."""
+
+    src: Source
+    items: list[SourceItem]
+    base: Library | None
+    kept: dict[str, _Known]
+    todo: list[SourceItem]
+    chunks: list[Chunk]
+
+
+@dataclass
+class _Model:
+    model: Any
+    header: dict[str, Any]
+    num_segments: int
+    device: str
+
+
+_TIMERS = ("load", "decode", "wait", "encode", "caption", "write", "index")
+
+
 def build_library(source: str | os.PathLike[str], out: str | os.PathLike[str], model: Any,
                   settings: BuildSettings | None = None, progress: Progress | None = None,
                   command: str | None = None) -> BuildReport:
@@ -140,160 +181,203 @@ def build_library(source: str | os.PathLike[str], out: str | os.PathLike[str], m
     settings = settings or BuildSettings()
     settings.validate()
     out = Path(out).expanduser().absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    report = BuildReport(library=str(out), allow_empty=settings.num_shards > 1)
-    secs = {k: 0.0 for k in ("load", "decode", "wait", "encode", "caption", "write", "index")}
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        return _build(source, out, model, _Build(out, settings, BuildReport(
+            library=str(out), allow_empty=settings.num_shards > 1), progress, command))
 
-    def say(done: int, total: int, message: str) -> None:
-        if progress is not None:
-            progress(done, total, message)
 
+def _build(source: str | os.PathLike[str], out: Path, model: Any, job: _Build) -> BuildReport:
+    """scan -> load the model -> plan -> encode -> assemble, under the library's lock."""
+    settings = job.settings
     with BuildLock(out):
         recover(out)  # finish an assembly that a kill interrupted
         if settings.overwrite:
             wipe(out)
-        say(0, 0, f"scanning {source}")
-        src = scan_source(source, settings.video_dir)
-        items = _select(src, settings)
-        report.source_items = len(items)
-
-        # ---- the model (after scanning: a bad SOURCE fails fast, before seconds of model loading)
-        from model.device import resolve_device
-
-        from .encoder import Encoder, load
-
-        device = resolve_device(settings.device)
-        say(0, 0, f"loading model on {device}")
-        t_load = time.perf_counter()
-        m = load(model, device)
-        secs["load"] = time.perf_counter() - t_load
-        num_segments = int(getattr(m.config, "num_prompts", 6))
-        if settings.frames % num_segments:
-            raise ValueError(f"frames={settings.frames} must be a multiple of the model's num_prompts ({num_segments})")
-        header = _header(m, settings)
-
-        # ---- what is known already
-        base = _open_existing(out)
-        if base is not None:
-            check_header(out, _lib_header(base), header)
-        chunks = load_chunks(out, header)
-        known: dict[str, _Known] = {}
-        for other in settings.reuse_from:
-            other_path = Path(other).expanduser().absolute()
-            if other_path == out or not (other_path / MANIFEST).is_file():
-                continue
-            lib = Library(other_path)
-            check_header(other_path, _lib_header(lib), header)  # asked to reuse it: a mismatch is an error
-            _known_from_library(known, lib, "reuse", lib.root, with_failures=True)
-        if base is not None:
-            _known_from_library(known, base, "library", None, with_failures=True)
-        _known_from_chunks(known, chunks)
-
-        # ---- plan
-        todo: list[SourceItem] = []
-        kept: dict[str, _Known] = {}
-        for item in items:
-            k = known.get(item.id)
-            same = k is not None and k.size == item.size and k.mtime == item.mtime
-            if item.error:
-                f = _failure(item, f"{item.path}: {item.error}")
-                kept[item.id] = _Known(item.size, item.mtime, failure=f, origin="source")
-                if same and k.failure is not None and k.origin != "chunk":
-                    report.failed_before += 1
-                else:
-                    report.failed += 1
-            elif same and k.entry is not None:
-                kept[item.id] = k
-                if k.origin == "chunk":
-                    report.resumed += 1
-                else:
-                    report.skipped_unchanged += 1
-            elif same and k.failure is not None and not settings.retry_failed:
-                kept[item.id] = k
-                if k.origin == "chunk":
-                    report.failed += 1
-                else:
-                    report.failed_before += 1
-            else:
-                todo.append(item)
-        wanted = {i.id for i in items}
-        if base is not None:
-            report.removed = sum(1 for vid in base.ids if vid not in wanted)
-
-        index_same = base is not None and base.manifest.get("settings", {}).get("index") == settings.index \
-            and base.manifest.get("settings", {}).get("index_params") == settings.index_params
-        same_root = base is not None and base.manifest.get("source_root") == str(src.root)
-        if base is not None and not todo and not chunks and index_same and same_root and not report.removed:
-            entries_now = [kept[i.id].entry for i in items if kept[i.id].entry is not None]
-            same_records = [e.record.id for e in entries_now] == base.ids and all(
-                _refresh(e.record, it).to_json() == e.record.to_json()
-                for e, it in zip(entries_now, [i for i in items if kept[i.id].entry is not None]))
-            same_failures = sorted(json.dumps(kept[i.id].failure, sort_keys=True) for i in items
-                                   if kept[i.id].failure is not None) == sorted(
-                json.dumps(f, sort_keys=True) for f in base.failures)
-            if same_records and same_failures:
-                report.total = len(base)
-                report.up_to_date = True
-                report.seconds = dict(secs, total=time.perf_counter() - t_start)
-                finish_work_dir(out)
-                say(0, 0, "library is up to date")
-                return report
-
-        # ---- encode what is new or changed
-        captions = settings.captions != "off" and bool(getattr(m, "has_trained_captioner", False))
-        if settings.captions == "on" and not captions:
-            report.warnings.append(f"captions requested, but model {header['model']} has no trained captioning "
-                                   "head: no captions generated")
-        delay = float(os.environ.get(SLEEP_ENV, "0") or 0)
-        writer = ChunkWriter(out, header, settings.chunk_size,
-                             after_flush=(lambda: time.sleep(delay)) if delay > 0 else None)
-        encoder = Encoder(m, captions=captions, caption_max_len=settings.caption_max_len,
-                          caption_beams=settings.caption_beams)
-        workers = default_workers() if settings.workers is None else settings.workers
-        t_run = time.perf_counter()
-        with _torch_threads(settings.threads if device == "cpu" else None):
-            encoded = _run(todo, m, settings, num_segments, workers, encoder, writer, report, secs, say)
-        run_seconds = time.perf_counter() - t_run
-        secs["encode"] += encoder.seconds["encode"]
-        secs["caption"] += encoder.seconds["caption"]
-
-        # ---- assemble: every source item in id order, from wherever its row lives now
-        chunks = load_chunks(out, header)
-        fresh: dict[str, _Known] = {}
-        _known_from_chunks(fresh, chunks)
-        entries: list[Entry] = []
-        failures: list[dict[str, Any]] = []
-        for item in items:
-            k = kept.get(item.id) or fresh.get(item.id)
-            if k is None:
-                continue  # its chunk could not be read back: encoded again by the next run
-            if k.entry is not None:
-                entries.append(Entry(_refresh(k.entry.record, item), k.entry.rows, k.entry.row, k.entry.media_root))
-            elif k.failure is not None:
-                failures.append(k.failure)
-        say(encoded, len(todo), "assembling the library")
-        manifest = _manifest(base, src, settings, header, num_segments, captions, command)
-        # A library shipped with its videos (the bundled demo) must still find them when the
-        # repository is cloned elsewhere: also record the source relative to the library.
-        manifest["source_root_relative"] = os.path.relpath(src.root, Path(out).resolve()) if src.root else None
-        t_commit = time.perf_counter()
-        step_secs, index_info = commit(out, entries, failures, manifest, settings.index, settings.index_params,
-                                       seed=settings.seed, step=lambda msg: say(encoded, len(todo), msg))
-        secs["write"] += step_secs["write"]
-        secs["index"] += step_secs["index"]
-        if "warning" in index_info:
-            report.warnings.append(index_info["warning"])
-        drop_chunks(chunks)
-        remove_stale_media(out, [e.record for e in entries])
-        finish_work_dir(out)
-        secs["write"] += max(0.0, time.perf_counter() - t_commit - step_secs["write"] - step_secs["index"])
-
+        src, items = _scan(job, source)
+        m = _load_model(job, model)  # after scanning: a bad SOURCE fails fast, before seconds of model loading
+        plan = _plan(job, src, items, m.header)
+        if _up_to_date(job, plan):
+            finish_work_dir(out)
+            job.say(0, 0, "library is up to date")
+            return job.report
+        encoded, captions, run_seconds = _encode(job, plan, m)
+        entries = _assemble(job, plan, m, captions, encoded)
+    report = job.report
     report.total = len(entries)
-    report.seconds = dict(secs, total=time.perf_counter() - t_start)
+    report.seconds = dict(job.secs, total=time.perf_counter() - job.t_start)
     report.videos_per_s = encoded / run_seconds if run_seconds > 0 and encoded else 0.0
-    say(len(todo), len(todo), "done")
+    job.say(len(plan.todo), len(plan.todo), "done")
     return report
+
+
+def _scan(job: _Build, source: str | os.PathLike[str]) -> tuple[Source, list[SourceItem]]:
+    """SOURCE -> the items this run covers (limit and shard applied)."""
+    job.say(0, 0, f"scanning {source}")
+    src = scan_source(source, job.settings.video_dir, follow_symlinks=job.settings.follow_symlinks)
+    items = _select(src, job.settings)
+    job.report.source_items = len(items)
+    return src, items
+
+
+def _load_model(job: _Build, model: Any) -> _Model:
+    """The model on its device, and the header that every chunk and library of this run must match."""
+    from model.device import resolve_device
+
+    from .encoder import load
+
+    device = resolve_device(job.settings.device)
+    job.say(0, 0, f"loading model on {device}")
+    t_load = time.perf_counter()
+    m = load(model, device)
+    job.secs["load"] = time.perf_counter() - t_load
+    num_segments = int(getattr(m.config, "num_prompts", 6))
+    if job.settings.frames % num_segments:
+        raise ValueError(f"frames={job.settings.frames} must be a multiple of the model's num_prompts "
+                         f"({num_segments})")
+    return _Model(m, _header(m, job.settings), num_segments, device)
+
+
+def _known_rows(job: _Build, header: dict[str, Any], base: Library | None, chunks: list[Chunk]) -> dict[str, _Known]:
+    """Every id an earlier run knows: reused libraries, then OUT's library, then chunks (later wins)."""
+    known: dict[str, _Known] = {}
+    for other in job.settings.reuse_from:
+        other_path = Path(other).expanduser().absolute()
+        if other_path == job.out or not (other_path / MANIFEST).is_file():
+            continue
+        lib = Library(other_path)
+        check_header(other_path, _lib_header(lib), header)  # asked to reuse it: a mismatch is an error
+        _known_from_library(known, lib, "reuse", lib.root, with_failures=True)
+    if base is not None:
+        _known_from_library(known, base, "library", None, with_failures=True)
+    _known_from_chunks(known, chunks)
+    return known
+
+
+def _plan(job: _Build, src: Source, items: list[SourceItem], header: dict[str, Any]) -> _Plan:
+    """Unchanged videos are kept, new and changed ones encoded, failures kept unless retried."""
+    base = _open_existing(job.out)
+    if base is not None:
+        check_header(job.out, _lib_header(base), header)
+    chunks = load_chunks(job.out, header)
+    known = _known_rows(job, header, base, chunks)
+    report = job.report
+    todo: list[SourceItem] = []
+    kept: dict[str, _Known] = {}
+    for item in items:
+        k = known.get(item.id)
+        same = k is not None and k.size == item.size and k.mtime == item.mtime
+        if item.error:
+            failure = _failure(item, f"{display_path(item.path)}: {item.error}")
+            kept[item.id] = _Known(item.size, item.mtime, failure=failure, origin="source")
+            if same and k.failure is not None and k.origin != "chunk":
+                report.failed_before += 1
+            else:
+                report.failed += 1
+        elif same and k.entry is not None:
+            kept[item.id] = k
+            if k.origin == "chunk":
+                report.resumed += 1
+            else:
+                report.skipped_unchanged += 1
+        elif same and k.failure is not None and not job.settings.retry_failed:
+            kept[item.id] = k
+            if k.origin == "chunk":
+                report.failed += 1
+            else:
+                report.failed_before += 1
+        else:
+            todo.append(item)
+    if base is not None:
+        wanted = {i.id for i in items}
+        report.removed = sum(1 for vid in base.ids if vid not in wanted)
+    return _Plan(src, items, base, kept, todo, chunks)
+
+
+def _up_to_date(job: _Build, plan: _Plan) -> bool:
+    """True (and the report filled in) when the library already holds exactly what this run would write."""
+    base, settings = plan.base, job.settings
+    if base is None or plan.todo or plan.chunks or job.report.removed:
+        return False
+    bs = base.manifest.get("settings", {})
+    if bs.get("index") != settings.index or bs.get("index_params") != settings.index_params:
+        return False
+    if base.manifest.get("source_root") != str(plan.src.root):
+        return False
+    with_entry = [i for i in plan.items if plan.kept[i.id].entry is not None]
+    entries_now = [plan.kept[i.id].entry for i in with_entry]
+    same_records = [e.record.id for e in entries_now] == base.ids and all(
+        _refresh(e.record, it).to_json() == e.record.to_json() for e, it in zip(entries_now, with_entry))
+    same_failures = sorted(json.dumps(plan.kept[i.id].failure, sort_keys=True) for i in plan.items
+                           if plan.kept[i.id].failure is not None) == sorted(
+        json.dumps(f, sort_keys=True) for f in base.failures)
+    if not (same_records and same_failures):
+        return False
+    job.report.total = len(base)
+    job.report.up_to_date = True
+    job.report.seconds = dict(job.secs, total=time.perf_counter() - job.t_start)
+    return True
+
+
+def _encode(job: _Build, plan: _Plan, m: _Model) -> tuple[int, bool, float]:
+    """Decode and encode what is new or changed into chunks. Returns (encoded, captions on, run seconds)."""
+    from .encoder import Encoder
+
+    settings = job.settings
+    captions = settings.captions != "off" and bool(getattr(m.model, "has_trained_captioner", False))
+    if settings.captions == "on" and not captions:
+        job.report.warnings.append(f"captions requested, but model {m.header['model']} has no trained captioning "
+                                   "head: no captions generated")
+    delay = float(os.environ.get(SLEEP_ENV, "0") or 0)
+    writer = ChunkWriter(job.out, m.header, settings.chunk_size,
+                         after_flush=(lambda: time.sleep(delay)) if delay > 0 else None)
+    encoder = Encoder(m.model, captions=captions, caption_max_len=settings.caption_max_len,
+                      caption_beams=settings.caption_beams)
+    workers = default_workers() if settings.workers is None else settings.workers
+    t_run = time.perf_counter()
+    with _torch_threads(settings.threads if m.device == "cpu" else None):
+        encoded = _run(plan.todo, m.model, settings, m.num_segments, workers, encoder, writer, job.report,
+                       job.secs, job.say)
+    run_seconds = time.perf_counter() - t_run
+    job.secs["encode"] += encoder.seconds["encode"]
+    job.secs["caption"] += encoder.seconds["caption"]
+    return encoded, captions, run_seconds
+
+
+def _assemble(job: _Build, plan: _Plan, m: _Model, captions: bool, encoded: int) -> list[Entry]:
+    """Every source item in id order, from wherever its row lives now, committed as the new library."""
+    chunks = load_chunks(job.out, m.header)
+    fresh: dict[str, _Known] = {}
+    _known_from_chunks(fresh, chunks)
+    entries: list[Entry] = []
+    failures: list[dict[str, Any]] = []
+    for item in plan.items:
+        k = plan.kept.get(item.id) or fresh.get(item.id)
+        if k is None:
+            continue  # its chunk could not be read back: encoded again by the next run
+        if k.entry is not None:
+            entries.append(Entry(_refresh(k.entry.record, item), k.entry.rows, k.entry.row, k.entry.media_root))
+        elif k.failure is not None:
+            failures.append(k.failure)
+    total = len(plan.todo)
+    job.say(encoded, total, "assembling the library")
+    manifest = _manifest(plan.base, plan.src, job.settings, m.header, m.num_segments, captions, job.command)
+    # A library shipped with its videos (the bundled demo) must still find them when the
+    # repository is cloned elsewhere: also record the source relative to the library.
+    manifest["source_root_relative"] = os.path.relpath(plan.src.root, job.out.resolve()) if plan.src.root else None
+    t_commit = time.perf_counter()
+    step_secs, index_info = commit(job.out, entries, failures, manifest, job.settings.index,
+                                   job.settings.index_params, seed=job.settings.seed,
+                                   step=lambda msg: job.say(encoded, total, msg))
+    job.secs["write"] += step_secs["write"]
+    job.secs["index"] += step_secs["index"]
+    if "warning" in index_info:
+        job.report.warnings.append(index_info["warning"])
+    drop_chunks(chunks)
+    remove_stale_media(job.out, [e.record for e in entries])
+    finish_work_dir(job.out)
+    job.secs["write"] += max(0.0, time.perf_counter() - t_commit - step_secs["write"] - step_secs["index"])
+    return entries
 
 
 @contextlib.contextmanager

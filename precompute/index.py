@@ -10,8 +10,11 @@ reason recorded in the manifest.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +153,12 @@ def measure_recall(index, vectors: np.ndarray, k: int = 10, seed: int = 0, num_q
 def write_index(index, path: Path) -> None:
     """faiss.write_index to a temp file, then rename (atomic)."""
     faiss = _faiss()
-    atomic_save(path, lambda tmp: faiss.write_index(index, str(tmp)))
+    try:
+        atomic_save(path, lambda tmp: faiss.write_index(index, str(tmp)))
+    except RuntimeError as e:  # faiss reports a failed write as RuntimeError, without the errno
+        if shutil.disk_usage(Path(path).parent).free < (1 << 20):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
+        raise LibraryError(f"{path}: faiss could not write the index ({str(e).strip().splitlines()[-1]})") from e
 
 
 def read_index(path: Path, info: dict[str, Any] | None = None):

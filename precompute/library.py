@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -32,9 +33,12 @@ from model.files import atomic_write_text
 from .errors import LibraryError, ModelMismatchError
 from .index import read_index
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "FORMAT_VERSION", "LibraryError", "ModelMismatchError", "VideoRecord", "Library", "open_library",
     "MANIFEST", "VIDEOS", "VIDEO_EMB", "FRAME_EMB", "INDEX", "FAILURES", "THUMBS", "POSTERS", "WORK",
+    "source_root_within",
 ]
 
 FORMAT_VERSION = 1
@@ -130,38 +134,93 @@ class Library:
     ``.astype(np.float32)`` for arithmetic. ``search`` takes float32 queries.
     """
 
-    def __init__(self, root: str | os.PathLike[str]):
+    def __init__(self, root: str | os.PathLike[str], allowed_roots: Iterable[str | os.PathLike[str]] | None = None):
+        """Open the library at `root`.
+
+        allowed_roots: folders the operator configured; a recorded source root outside all of them is
+        not trusted (no video file is served from it, rows stay searchable). None trusts any source root.
+        Every path a record names is checked (see ``refused``); the arrays, records and manifest are
+        checked to belong to one build (a library being assembled refuses to open).
+        """
         root = Path(root).expanduser()
         self.root: Path = root
         manifest_path = root / MANIFEST
-        if not manifest_path.is_file():
-            hint = " (a build was interrupted: run precompute again to finish it)" if (root / WORK).is_dir() else ""
+        stamp = _stamp(manifest_path)
+        if stamp is None:
+            hint = " (a build was interrupted or is being assembled: run precompute again to finish it)" \
+                if (root / WORK).is_dir() else ""
             raise LibraryError(f"{root}: not a precompute library, no {MANIFEST}{hint}")
+        self._stamp = stamp
         try:
             self.manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise LibraryError(f"{manifest_path}: cannot read the manifest ({e})") from e
-        version = self.manifest.get("format_version")
-        if version != FORMAT_VERSION:
+        if not isinstance(self.manifest, dict) or self.manifest.get("format_version") != FORMAT_VERSION:
+            version = self.manifest.get("format_version") if isinstance(self.manifest, dict) else None
             raise LibraryError(
                 f"{root}: library format version {version!r}, this code reads version {FORMAT_VERSION}; "
                 "rebuild it with `python -m precompute ... --overwrite`"
             )
-        self.records: list[VideoRecord] = [VideoRecord.from_dict(d) for d in read_jsonl(root / VIDEOS)]
+        self.records: list[VideoRecord] = [_record(d, root) for d in read_jsonl(root / VIDEOS)]
         self.ids: list[str] = [r.id for r in self.records]
-        n, dim, frames = len(self.records), int(self.manifest["dim"]), int(self.manifest["frames"])
-        if n != int(self.manifest.get("count", n)):
+        n, dim, frames = len(self.records), _int(self.manifest, "dim", root), _int(self.manifest, "frames", root)
+        if n != _int(self.manifest, "count", root, default=n):
             raise LibraryError(f"{root}: {VIDEOS} has {n} videos but the manifest says {self.manifest['count']}")
         self.video_emb: np.ndarray = self._load(VIDEO_EMB, (n, dim))
         self.frame_emb: np.ndarray = self._load(FRAME_EMB, (n, frames, dim))
         self.failures: list[dict[str, Any]] = read_jsonl(root / FAILURES)
-        src = self.manifest.get("source_root")
-        self.source_root: Path | None = Path(src) if src else None
-        rel = self.manifest.get("source_root_relative")
-        if rel and (self.source_root is None or not self.source_root.is_dir()) and (self.root / rel).is_dir():
-            self.source_root = (self.root / rel).resolve()  # moved together with its videos
+        self.source_root: Path | None = self._source_root(allowed_roots)
+        self.refused: dict[int, str] = {}
+        """Rows whose record names a file outside the library or its source root: row -> reason. They are
+        listed in ``failures``, never returned by ``search``, and none of their files is served."""
+        self._check_paths()
+        self._check_same_build()
         self._index = None
         self._row_of: dict[str, int] | None = None
+
+    def _source_root(self, allowed_roots: Iterable[str | os.PathLike[str]] | None) -> Path | None:
+        """The folder the videos are in: recorded, or found beside the library; None if untrusted."""
+        src = self.manifest.get("source_root")
+        root = Path(os.path.abspath(src)) if isinstance(src, str) and src else None
+        rel = self.manifest.get("source_root_relative")
+        if isinstance(rel, str) and rel and (root is None or not root.is_dir()) and (self.root / rel).is_dir():
+            root = (self.root / rel).resolve()  # moved together with its videos
+        if root is not None and allowed_roots is not None and not _within_any(root, allowed_roots):
+            log.warning("%s: source root %s lies outside the configured folders; its videos are not served",
+                        self.root, root)
+            return None
+        return root
+
+    def _check_paths(self) -> None:
+        """Refuse every row that names a video, thumbnail or poster outside where it may be."""
+        for i, rec in enumerate(self.records):
+            reason = self._path_problem(rec)
+            if reason is not None:
+                self.refused[i] = reason
+                self.failures.append({"id": rec.id, "path": rec.path, "reason": f"refused: {reason}"})
+                log.warning("%s: row %d (%r) refused: %s", self.root, i, rec.id, reason)
+
+    def _path_problem(self, rec: VideoRecord) -> str | None:
+        for what, rel, subdir in (("thumbnail", rec.thumbnail, THUMBS), ("poster", rec.poster, POSTERS)):
+            if rel and (Path(rel).is_absolute() or not _inside(self.root / rel, self.root / subdir)):
+                return f"its {what} {rel!r} lies outside the library's {subdir}/ folder"
+        p = Path(rec.path)
+        if not rec.path:
+            return "it names no video file"
+        if p.is_absolute():
+            bases = [b for b in (self.source_root, self.root) if b is not None]
+            if not any(_inside(p, b) for b in bases):
+                return f"its video {rec.path!r} lies outside the library and its source root"
+        elif self.source_root is not None and not _inside(self.source_root / p, self.source_root):
+            return f"its video {rec.path!r} leaves the source root"
+        elif self.source_root is None and ".." in p.parts:
+            return f"its video {rec.path!r} leaves the source root"
+        return None
+
+    def _check_same_build(self) -> None:
+        """The manifest read at the start is still the live one: no assembly swapped files meanwhile."""
+        if _stamp(self.root / MANIFEST) != self._stamp:
+            raise LibraryError(f"{self.root}: the library was being rebuilt while it was opened; open it again")
 
     def _load(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
         path = self.root / name
@@ -211,25 +270,46 @@ class Library:
             raise ModelMismatchError(mismatch_message(self.root, self.model_spec, self.fingerprint, spec, fingerprint))
 
     def path_of(self, i: int) -> Path | None:
-        """Absolute path of video i if the file exists (the library stores no copies of videos)."""
+        """Absolute path of video i if it is a regular file inside the (trusted) source root or the library."""
+        if i in self.refused:
+            return None
         p = Path(self.records[i].path)
         if not p.is_absolute():
             if self.source_root is None:
                 return None
             p = self.source_root / p
+        p = Path(os.path.normpath(p))
         return p if p.is_file() else None
 
     def media_path(self, relative: str) -> Path | None:
-        """Absolute path of a thumbnail/poster given its library-relative path, if it exists."""
-        if not relative:
+        """Absolute path of a thumbnail/poster given its library-relative path, if it exists in thumbs/ or posters/."""
+        if not relative or Path(relative).is_absolute():
             return None
-        p = self.root / relative
+        p = Path(os.path.normpath(self.root / relative))
+        if not any(_inside(p, self.root / sub) for sub in (THUMBS, POSTERS)):
+            return None
         return p if p.is_file() else None
+
+    def allowed_files(self) -> frozenset[Path]:
+        """Exactly the files a server may send for this library: every row's thumbnail, poster and video
+        file that exists (refused rows excluded). Absolute, normalised paths; folders never."""
+        files: set[Path] = set()
+        for i, rec in enumerate(self.records):
+            if i in self.refused:
+                continue
+            for p in (self.media_path(rec.thumbnail), self.media_path(rec.poster), self.path_of(i)):
+                if p is not None:
+                    files.add(Path(os.path.abspath(p)))
+        return frozenset(files)
+
+    def source_root_within(self, folders: Iterable[str | os.PathLike[str]]) -> bool:
+        """True when the source root in use lies inside one of `folders` (what may be re-indexed or served)."""
+        return self.source_root is not None and _within_any(self.source_root, folders)
 
     # -------------------------------------------------------------- search
     def _load_index(self):
-
         if self._index is None:
+            self._check_same_build()  # an index of a later build must never answer for these rows
             self._index = read_index(self.root / INDEX, self.manifest.get("index", {}))
         return self._index
 
@@ -244,11 +324,15 @@ class Library:
             q = q[None, :]
         if q.ndim != 2 or q.shape[1] != self.dim:
             raise ValueError(f"queries must be [Q, {self.dim}] (or [{self.dim}]), got shape {q.shape}")
-        k = max(0, min(int(k), len(self)))
+        k = max(0, min(int(k), len(self) - len(self.refused)))
         if k == 0:
             return np.zeros((q.shape[0], 0), np.float32), np.zeros((q.shape[0], 0), np.int64)
-        scores, idx = self._load_index().search(q, k)
-        return scores, idx.astype(np.int64, copy=False)
+        scores, idx = self._load_index().search(q, min(len(self), k + len(self.refused)))
+        idx = idx.astype(np.int64, copy=False)
+        if self.refused:  # refused rows never come back: keep the first k others, in score order
+            keep = np.argsort(np.isin(idx, list(self.refused)), axis=1, kind="stable")[:, :k]
+            scores, idx = np.take_along_axis(scores, keep, 1), np.take_along_axis(idx, keep, 1)
+        return scores, idx
 
 
 def mismatch_message(root: Path, lib_spec: str, lib_fp: str, spec: str | None, fp: str) -> str:
@@ -259,6 +343,65 @@ def mismatch_message(root: Path, lib_spec: str, lib_fp: str, spec: str | None, f
     )
 
 
-def open_library(path: str | os.PathLike[str]) -> Library:
+def open_library(path: str | os.PathLike[str],
+                 allowed_roots: Iterable[str | os.PathLike[str]] | None = None) -> Library:
     """Open a finished library folder for reading (raises LibraryError with the reason)."""
-    return Library(path)
+    return Library(path, allowed_roots=allowed_roots)
+
+
+def source_root_within(library: str | os.PathLike[str], folders: Iterable[str | os.PathLike[str]]) -> bool:
+    """True when the library's recorded source root lies inside one of `folders`.
+
+    Reads only the manifest, so it answers for libraries that cannot be searched (other model,
+    damaged arrays): a caller about to re-index a library's source checks this first, so a tampered
+    manifest never makes it index a folder outside the configured ones.
+    """
+    try:
+        manifest = json.loads((Path(library) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    src = manifest.get("source_root") if isinstance(manifest, dict) else None
+    if not isinstance(src, str) or not src or not os.path.isabs(src):
+        return False
+    return _within_any(Path(src), folders)
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """Which manifest file this is (inode, size, mtime): a rename during assembly changes it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
+    """`path` is `folder` or below it, after normalising '..' and '.' (symlinks are the operator's own)."""
+    p, f = os.path.normpath(os.path.abspath(path)), os.path.normpath(os.path.abspath(folder))
+    return os.path.commonpath([p, f]) == f
+
+
+def _within_any(path: Path, folders: Iterable[str | os.PathLike[str]]) -> bool:
+    real = os.path.realpath(path)
+    return any(_inside(path, f) and _inside(real, os.path.realpath(f)) for f in folders)
+
+
+def _int(manifest: dict[str, Any], key: str, root: Path, default: int | None = None) -> int:
+    value = manifest.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise LibraryError(f"{root}: manifest field {key!r} is {value!r}, expected a count; rebuild the library")
+    return value
+
+
+def _record(d: Any, root: Path) -> VideoRecord:
+    """One videos.jsonl row, its types checked (a damaged or hostile line is a LibraryError, not a crash)."""
+    if not isinstance(d, dict):
+        raise LibraryError(f"{root / VIDEOS}: a line is not a video record; rebuild the library")
+    try:
+        rec = VideoRecord.from_dict(d)
+    except TypeError as e:
+        raise LibraryError(f"{root / VIDEOS}: a record is not a video record ({e}); rebuild the library") from e
+    for name in ("id", "path", "thumbnail", "poster"):
+        if not isinstance(getattr(rec, name), str):
+            raise LibraryError(f"{root / VIDEOS}: record {rec.id!r} has a {name} that is not text")
+    return rec

@@ -8,12 +8,13 @@ becomes a DecodeResult with a reason: bad input never raises out of here.
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+
+from video.frames import frame_strip, jpeg_bytes, resize_to_height, time_order
 
 __all__ = ["DecodeTask", "DecodeResult", "decode_one", "thumbnail_strip", "poster_frame"]
 
@@ -51,41 +52,17 @@ class DecodeResult:
     """Wall time spent on this video in the worker (decode + preprocess + thumbnails)."""
 
 
-def _jpeg(img, quality: int = 85) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=quality, optimize=True)
-    return buf.getvalue()
-
-
-def _resize_to_height(frame: np.ndarray, height: int):
-    from PIL import Image
-
-    img = Image.fromarray(frame)
-    h, w = frame.shape[:2]
-    height = max(1, int(height))
-    width = max(1, round(w * height / h))
-    return img.resize((width, height), Image.BILINEAR) if (width, height) != (w, h) else img
-
-
 def thumbnail_strip(frames: np.ndarray, indices: list[int], height: int) -> bytes:
     """One JPEG: the sampled frames side by side in time order (chunk-major order undone)."""
-    from PIL import Image
-
-    order = np.argsort(np.asarray(indices), kind="stable")
-    tiles = [_resize_to_height(frames[i], height) for i in order]
-    strip = Image.new("RGB", (sum(t.width for t in tiles), tiles[0].height))
-    x = 0
-    for t in tiles:
-        strip.paste(t, (x, 0))
-        x += t.width
-    return _jpeg(strip)
+    ordered = [frames[i] for i in time_order(indices)]
+    return jpeg_bytes(frame_strip(ordered, height, max_frames=None, gap=0))
 
 
 def poster_frame(frames: np.ndarray, indices: list[int], height: int) -> bytes:
     """The middle sampled frame (in time order), at most `height` pixels high (never upscaled)."""
-    order = np.argsort(np.asarray(indices), kind="stable")
+    order = time_order(indices)
     frame = frames[order[len(order) // 2]]
-    return _jpeg(_resize_to_height(frame, min(height, frame.shape[0])))
+    return jpeg_bytes(resize_to_height(frame, min(height, frame.shape[0])))
 
 
 def decode_one(task: DecodeTask, preprocess: Preprocess | None) -> DecodeResult:

@@ -9,53 +9,63 @@ from typing import Any
 __all__ = ["BuildSettings", "BuildReport", "default_workers"]
 
 
+def _opt(default: Any, help: str, *, flag: str | None = None, group: str = "encoding", **argparse_kw: Any) -> Any:
+    """A setting with its command-line help: __main__ builds every flag from these (one source of defaults).
+
+    flag: the option name when it is not --field-name (e.g. --no-thumbnails for a True default);
+    "" for settings that have no flag.
+    """
+    meta = {"help": help, "flag": flag, "group": group, "argparse": argparse_kw}
+    if isinstance(default, (list, tuple, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class BuildSettings:
     """How to build a library. `frames` and `max_side` change the embeddings: a library built with
-    other values is refused (like one built with another model) unless `overwrite`."""
+    other values is refused (like one built with another model) unless `overwrite`. Each field's
+    help is what `python -m precompute --help` shows for its flag."""
 
-    frames: int = 12
-    """Frames sampled per video (a multiple of the model's num_prompts, 6)."""
-    batch_size: int = 8
-    """Videos per encoder call."""
-    device: str = "auto"
-    """auto (cuda if available, else cpu), cpu, cuda, cuda:N."""
-    workers: int | None = None
-    """Decoding processes; None = auto (cores - 1, at most 8); 0 = decode in the main process."""
-    threads: int | None = None
-    """torch threads for encoding on the CPU during the build (None = torch's default); restored after."""
-    index: str = "Flat"
-    """faiss index_factory string; Flat = exact IndexFlatIP."""
-    index_params: str | None = None
-    """faiss search parameters, e.g. 'nprobe=64' or 'efSearch=128'; None = sensible defaults."""
-    captions: str = "auto"
-    """auto/on: generate captions when the model has a trained captioning head; off: never."""
-    caption_max_len: int = 20
-    caption_beams: int = 1
-    thumbnails: bool = True
-    thumb_height: int = 96
-    """Height in pixels of the thumbnail strip and of the poster."""
-    limit: int | None = None
-    """Only the first N videos of SOURCE (in id order); the library then holds just those."""
-    overwrite: bool = False
-    """Delete an existing library (this tool's files only) and rebuild from scratch."""
-    retry_failed: bool = False
-    """Try again files that failed before even if they did not change."""
-    num_shards: int = 1
-    shard_id: int = 0
-    chunk_size: int = 32
-    """Videos per resumable chunk file: at most this many are re-encoded after a kill."""
-    max_side: int = 512
-    """Frames are downscaled at decode time to at most this longer side (model input is smaller)."""
-    decode_timeout: float = 600.0
-    """Seconds one video may take to decode before its worker is killed and the file recorded as failed."""
-    video_dir: str | None = None
-    """For annotation sources: the folder with <video_id>.<ext> files (default: guessed)."""
-    progress_bar: bool = True
-    seed: int = 0
-    reuse_from: tuple[str, ...] = ()
-    """Other libraries whose embeddings (and failures) are reused for unchanged files; they must be
-    built with the same model and settings (ModelMismatchError otherwise)."""
+    frames: int = _opt(12, "frames sampled per video (a multiple of the model's num_prompts, 6)")
+    batch_size: int = _opt(8, "videos per encoder call")
+    device: str = _opt("auto", "auto (cuda if available, else cpu), cpu, cuda or cuda:N")
+    workers: int | None = _opt(None, "decoding processes; 0 decodes in the main process; auto = cores - 1 "
+                                     "(at most 8)")
+    threads: int | None = _opt(None, "torch threads for encoding on the CPU during the build (restored after) "
+                                     "(default: torch's choice, usually all cores)")
+    max_side: int = _opt(512, "frames are downscaled at decode time to at most this longer side")
+    decode_timeout: float = _opt(600.0, "seconds one video may take to decode before it is skipped as failed "
+                                        "(its worker is killed)")
+    captions: str = _opt("auto", "generate captions (only models with a trained captioning head can): "
+                                 "auto/on = when the model can, off = never", choices=("auto", "on", "off"))
+    caption_max_len: int = _opt(20, "maximum caption length in tokens")
+    caption_beams: int = _opt(1, "caption beam width (1 = greedy)")
+    index: str = _opt("Flat", "faiss index_factory string: Flat (exact IndexFlatIP), HNSW32, IVF4096,PQ64, ...",
+                      group="library")
+    index_params: str | None = _opt(None, "faiss search parameters, e.g. nprobe=64 or efSearch=128 "
+                                          "(default: sensible ones for the index type)", group="library")
+    thumbnails: bool = _opt(True, "do not write thumbnail strips and posters", flag="--no-thumbnails",
+                            group="library")
+    thumb_height: int = _opt(96, "thumbnail strip height in pixels", group="library")
+    limit: int | None = _opt(None, "only the first N videos of SOURCE (in id order); the library then holds "
+                                   "just those (default: all)", group="library")
+    video_dir: str | None = _opt(None, "for annotation sources: the folder with <video_id>.<ext> files "
+                                       "(default: guessed beside the annotation)", group="library")
+    follow_symlinks: bool = _opt(False, "index symbolic links that lead outside SOURCE (refused by default, "
+                                        "recorded in failures.jsonl)", group="library")
+    overwrite: bool = _opt(False, "delete the library's files (this tool's only) and rebuild (needed to change "
+                                  "model, frames or max_side)", group="library")
+    retry_failed: bool = _opt(False, "try again files that failed before even if they did not change",
+                              group="library")
+    chunk_size: int = _opt(32, "videos per resumable chunk file: at most this many are re-encoded after a kill",
+                           group="library")
+    num_shards: int = _opt(1, "split SOURCE into this many shards", group="sharding")
+    shard_id: int = _opt(0, "which shard this run encodes (0-based)", group="sharding")
+    progress_bar: bool = _opt(True, "no progress bar", flag="--no-progress", group="output")
+    seed: int = _opt(0, "seed for index training and recall queries", group="output")
+    reuse_from: tuple[str, ...] = _opt((), "other libraries whose embeddings (and failures) are reused for "
+                                           "unchanged files; same model and settings required", flag="")
 
     def validate(self) -> None:
         if self.frames <= 0:

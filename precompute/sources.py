@@ -1,27 +1,24 @@
 """Find the videos of a SOURCE: a folder, a text file of paths, or an MSR-VTT-style annotation file.
 
 Every video gets a stable id (the path relative to the source root, posix, or the annotation's
-video_id) and its size and mtime, which is how incremental builds tell a changed file. Files that an
-annotation names but that are missing are kept, with an error, so they land in failures.jsonl.
+video_id) and its size and mtime, which is how incremental builds tell a changed file. Whatever
+cannot be indexed is kept as an item with an error, so it lands in failures.jsonl instead of
+stopping the run: files an annotation names but that are missing, file names that are not UTF-8,
+FIFOs, sockets and devices (refused before any decoder opens them), folders that cannot be listed,
+and symbolic links that lead outside SOURCE (unless ``follow_symlinks``).
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import os
-from collections import defaultdict
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["VIDEO_EXTENSIONS", "SourceItem", "Source", "scan_source"]
+from video.annotations import VideoFinder, read_msrvtt_csv, read_msrvtt_json
+from video.files import VIDEO_EXTENSIONS, is_video_name
 
-VIDEO_EXTENSIONS = frozenset({
-    ".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv",
-    ".ts", ".mts", ".m2ts", ".vob", ".divx", ".asf",
-})
-#: Extensions tried, in order, for an annotation's <video_id>.
-ANNOTATION_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v")
+__all__ = ["SourceItem", "Source", "scan_source", "display_path"]
 
 
 @dataclass
@@ -30,12 +27,12 @@ class SourceItem:
     path: Path
     """Absolute path of the file."""
     rel: str
-    """What the library stores: relative to the source root (posix) where possible, else absolute."""
+    """What the library stores: relative to the source root (posix)."""
     captions: list[str] = field(default_factory=list)
     size: int = -1
     mtime: float = 0.0
     error: str | None = None
-    """Set when the file cannot even be found; the item then goes straight to failures."""
+    """Set when the file cannot be indexed at all; the item then goes straight to failures."""
 
 
 @dataclass
@@ -44,13 +41,27 @@ class Source:
     """folder, list, msrvtt-json, msrvtt-csv or file."""
     spec: str
     root: Path
-    """Folder that ids and stored paths are relative to."""
+    """Folder that stored paths are relative to; every item lies inside it."""
     items: list[SourceItem]
     """Sorted by id, ids unique."""
     video_dir: Path | None = None
 
 
+def display_path(text: str | os.PathLike[str]) -> str:
+    """A path as valid UTF-8 text: bytes that are not UTF-8 become \\xNN escapes (JSON-safe)."""
+    return os.fsencode(os.fspath(text)).decode("utf-8", "backslashreplace")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
 def _stat(item: SourceItem) -> SourceItem:
+    """Size and mtime of a regular file; anything else (missing, FIFO, device, socket) gets an error."""
     try:
         st = item.path.stat()
     except FileNotFoundError:
@@ -58,6 +69,9 @@ def _stat(item: SourceItem) -> SourceItem:
         return item
     except OSError as e:
         item.error = f"cannot stat ({e.strerror or e})"
+        return item
+    if not stat.S_ISREG(st.st_mode):
+        item.error = "not a regular file (a FIFO, socket, device or folder): refused"
         return item
     item.size, item.mtime = int(st.st_size), float(st.st_mtime)
     return item
@@ -70,114 +84,101 @@ def _rel(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def _folder(root: Path) -> list[SourceItem]:
-    """Video files under root, recursively; hidden files and folders (temp files, .work) skipped."""
-    items = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=None):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if name.startswith(".") or Path(name).suffix.lower() not in VIDEO_EXTENSIONS:
+def _inside(path: Path, root: Path) -> bool:
+    return os.path.commonpath([os.fspath(path), os.fspath(root)]) == os.fspath(root)
+
+
+def _file_item(path: Path, root: Path, real_root: Path, follow_symlinks: bool) -> SourceItem:
+    rel = _rel(path, root)
+    if not _utf8(rel):
+        shown = display_path(rel)
+        return SourceItem(id=shown, path=path, rel=shown, error="file name is not valid UTF-8: rename it to index it")
+    item = SourceItem(id=rel, path=path, rel=rel)
+    if not follow_symlinks and path.is_symlink() and not _inside(path.resolve(), real_root):
+        item.error = "symbolic link leads outside SOURCE: refused (pass --follow-symlinks to index it)"
+        return item
+    return _stat(item)
+
+
+def _folder(root: Path, follow_symlinks: bool = False) -> list[SourceItem]:
+    """Video files under root, recursively; hidden files and folders (temp files, .work) skipped.
+
+    Folders that cannot be listed become one failure each; symlinked folders are entered only with
+    follow_symlinks (and each real folder once, so link loops end).
+    """
+    real_root = root.resolve()
+    items: list[SourceItem] = []
+    stack, seen = [root], {real_root}
+    while stack:
+        folder = stack.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            rel = display_path(_rel(folder, root)) + "/"
+            items.append(SourceItem(id=rel, path=folder, rel=rel, error=f"cannot list folder ({e.strerror or e})"))
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            path = Path(dirpath) / name
-            rel = _rel(path, root)
-            items.append(_stat(SourceItem(id=rel, path=path, rel=rel)))
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False) or (follow_symlinks and entry.is_symlink() and path.is_dir()):
+                real = path.resolve()
+                if real not in seen:
+                    seen.add(real)
+                    stack.append(path)
+            elif is_video_name(display_path(entry.name)):
+                items.append(_file_item(path, root, real_root, follow_symlinks))
     return items
 
 
-def _path_list(list_file: Path) -> list[SourceItem]:
-    """One path per line (relative to the list file's folder); blank lines and # comments ignored."""
-    root = list_file.parent
-    items = []
+def _path_list(list_file: Path) -> tuple[list[SourceItem], Path]:
+    """One path per line (relative to the list file's folder); blank lines and # comments ignored.
+
+    Ids stay relative to the list's folder (absolute for files outside it); stored paths are relative
+    to the folder that holds the list and every listed file, which is the source root.
+    """
+    base = list_file.parent
+    paths: list[Path] = []
     for line in list_file.read_text(encoding="utf-8").splitlines():
         line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        p = Path(line).expanduser()
-        path = p if p.is_absolute() else root / p
-        path = Path(os.path.normpath(path))
-        rel = _rel(path, root)
-        items.append(_stat(SourceItem(id=rel, path=path, rel=rel)))
-    return items
+        if line and not line.startswith("#"):
+            p = Path(line).expanduser()
+            paths.append(Path(os.path.normpath(p if p.is_absolute() else base / p)))
+    root = Path(os.path.commonpath([os.fspath(base)] + [os.fspath(p) for p in paths]))
+    items = [_stat(SourceItem(id=_rel(p, base), path=p, rel=_rel(p, root))) for p in paths]
+    return items, root
 
 
-def _msrvtt_json(path: Path) -> tuple[list[str], dict[str, list[str]]]:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict) or "sentences" not in data and "videos" not in data:
-        raise ValueError(f"{path}: not an MSR-VTT annotation file (expected 'videos' and 'sentences' lists)")
-    captions: dict[str, list[str]] = defaultdict(list)
-    ids: list[str] = [str(v["video_id"]) for v in data.get("videos", []) if "video_id" in v]
-    for s in data.get("sentences", []):
-        if "video_id" in s and "caption" in s:
-            captions[str(s["video_id"])].append(str(s["caption"]))
-    if not ids:
-        ids = list(captions)
-    return ids, captions
-
-
-def _msrvtt_csv(path: Path) -> tuple[list[str], dict[str, list[str]]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or "video_id" not in reader.fieldnames:
-            raise ValueError(f"{path}: CSV without a 'video_id' column (expected an MSR-VTT split file)")
-        has_sentence = "sentence" in reader.fieldnames
-        ids: list[str] = []
-        captions: dict[str, list[str]] = defaultdict(list)
-        for row in reader:
-            vid = (row.get("video_id") or "").strip()
-            if not vid:
-                continue
-            ids.append(vid)
-            if has_sentence and row.get("sentence"):
-                captions[vid].append(row["sentence"])
-    if not has_sentence:  # split files list ids only: captions come from MSRVTT_data.json beside them
-        sibling = path.parent / "MSRVTT_data.json"
-        if sibling.is_file():
-            _, all_caps = _msrvtt_json(sibling)
-            captions = defaultdict(list, {v: all_caps.get(v, []) for v in ids})
-    return list(dict.fromkeys(ids)), captions
-
-
-def _find_video_dir(ann: Path, ids: list[str], video_dir: str | Path | None) -> tuple[Path, dict[str, str]]:
-    """The folder holding <video_id>.<ext> files, and stem -> filename there."""
-    root = ann.parent
+def _annotation(path: Path, kind: str, video_dir) -> tuple[list[SourceItem], Path]:
+    """Items of an MSR-VTT JSON or split CSV (captions from MSRVTT_data.json beside a CSV without them)."""
+    ids, captions = read_msrvtt_json(path) if kind == "msrvtt-json" else read_msrvtt_csv(path)
+    sibling = path.parent / "MSRVTT_data.json"
+    if kind == "msrvtt-csv" and not captions and sibling.is_file():
+        _, all_caps = read_msrvtt_json(sibling)
+        captions = {v: all_caps.get(v, []) for v in ids}
+    root = path.parent
     if video_dir is not None:
         candidates = [Path(video_dir).expanduser()]
     else:
         candidates = [root / "videos" / "all", root / "videos", root, root.parent / "videos" / "all",
                       root.parent / "videos", root / "MSRVTT" / "videos" / "all"]
-    wanted = set(ids)
-    for d in candidates:
-        if not d.is_dir():
-            continue
-        names: dict[str, str] = {}
-        for name in os.listdir(d):
-            stem, ext = os.path.splitext(name)
-            if stem in wanted and ext.lower() in ANNOTATION_EXTENSIONS and not name.startswith("."):
-                prev = names.get(stem)
-                if prev is None or ANNOTATION_EXTENSIONS.index(ext.lower()) < ANNOTATION_EXTENSIONS.index(
-                        os.path.splitext(prev)[1].lower()):
-                    names[stem] = name
-        if names or video_dir is not None:
-            return d, names
-    tried = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"{ann}: none of its videos found (looked in {tried}); pass --video-dir")
-
-
-def _annotation(path: Path, kind: str, video_dir) -> tuple[list[SourceItem], Path]:
-    ids, captions = _msrvtt_json(path) if kind == "msrvtt-json" else _msrvtt_csv(path)
-    root = path.parent
-    vdir, names = _find_video_dir(path, ids, video_dir)
+    found = VideoFinder(VIDEO_EXTENSIONS).first_folder_with(ids, candidates)
+    if found is None and video_dir is None:
+        tried = ", ".join(str(c) for c in candidates)
+        raise FileNotFoundError(f"{path}: none of its videos found (looked in {tried}); pass --video-dir")
+    vdir, files = found if found is not None else (candidates[0], {})
+    vdir = vdir.absolute()
+    source_root = Path(os.path.commonpath([os.fspath(root.absolute()), os.fspath(vdir)]))
     items = []
     for vid in ids:
-        name = names.get(vid, f"{vid}.mp4")
-        file = vdir / name
-        item = SourceItem(id=vid, path=file.absolute(), rel=_rel(file.absolute(), root.absolute()),
-                          captions=list(captions.get(vid, [])))
-        items.append(_stat(item))
+        file = files.get(vid, vdir / f"{vid}.mp4").absolute()
+        items.append(_stat(SourceItem(id=vid, path=file, rel=_rel(file, source_root),
+                                      captions=list(captions.get(vid, [])))))
     return items, vdir
 
 
-def scan_source(source: str | os.PathLike[str], video_dir: str | os.PathLike[str] | None = None) -> Source:
+def scan_source(source: str | os.PathLike[str], video_dir: str | os.PathLike[str] | None = None,
+                follow_symlinks: bool = False) -> Source:
     """Resolve SOURCE into sorted, unique items (raises FileNotFoundError/ValueError for bad SOURCE)."""
     spec = str(source)
     path = Path(source).expanduser()
@@ -186,20 +187,19 @@ def scan_source(source: str | os.PathLike[str], video_dir: str | os.PathLike[str
     path = path.absolute()
     vdir = None
     if path.is_dir():
-        kind, root, items = "folder", path, _folder(path)
+        kind, root, items = "folder", path, _folder(path, follow_symlinks)
     else:
         ext = path.suffix.lower()
         root = path.parent
-        if ext == ".json":
-            kind = "msrvtt-json"
+        if ext in (".json", ".csv"):
+            kind = "msrvtt-json" if ext == ".json" else "msrvtt-csv"
             items, vdir = _annotation(path, kind, video_dir)
-        elif ext == ".csv":
-            kind = "msrvtt-csv"
-            items, vdir = _annotation(path, kind, video_dir)
+            root = Path(os.path.commonpath([os.fspath(root), os.fspath(vdir)]))
         elif ext in VIDEO_EXTENSIONS:
             kind, items = "file", [_stat(SourceItem(id=path.name, path=path, rel=path.name))]
         else:
-            kind, items = "list", _path_list(path)
+            kind = "list"
+            items, root = _path_list(path)
     unique: dict[str, SourceItem] = {}
     for item in items:
         unique.setdefault(item.id, item)

@@ -45,11 +45,14 @@ from .library import (
 )
 
 __all__ = ["ChunkWriter", "Chunk", "ChunkRows", "Rows", "load_chunks", "drop_chunks", "check_header", "Entry",
-           "commit", "recover", "wipe", "remove_stale_media", "import_media", "finish_work_dir", "BuildLock"]
+           "commit", "recover", "wipe", "remove_stale_media", "import_media", "finish_work_dir", "BuildLock",
+           "work_dir", "SHARDS"]
 
 log = logging.getLogger(__name__)
 
 CHUNKS = "chunks"
+SHARDS = "shards"
+"""torchrun ranks build their shard libraries under .work/shards/ (rank 0 merges them)."""
 FINAL = "final"
 COMPLETE = "COMPLETE"
 PROGRESS = "progress.log"
@@ -282,8 +285,8 @@ def commit(root: Path, entries: list[Entry], failures: list[dict[str, Any]], man
            step: Callable[[str], None] | None = None) -> tuple[dict[str, float], dict[str, Any]]:
     """Write the library: arrays, records, failures, index, manifest. Returns (seconds, index info).
 
-    Streams rows from their sources (chunks or memory-mapped older libraries) into memory-mapped
-    outputs, so memory stays flat as the library grows.
+    Streams rows from their sources (chunks or memory-mapped older libraries) into plain file writes,
+    so memory stays flat as the library grows and a full disk is an OSError, never SIGBUS.
     """
     from .index import build_index, write_index
 
@@ -296,20 +299,12 @@ def commit(root: Path, entries: list[Entry], failures: list[dict[str, Any]], man
     t0 = time.perf_counter()
     if step:
         step("writing arrays")
-    if n:
-        video = np.lib.format.open_memmap(final / VIDEO_EMB, mode="w+", dtype=np.float16, shape=(n, dim))
-        frame = np.lib.format.open_memmap(final / FRAME_EMB, mode="w+", dtype=np.float16, shape=(n, frames, dim))
-        for i, e in enumerate(entries):
-            video[i] = e.rows.video(e.row)
-            frame[i] = e.rows.frame(e.row)
-            import_media(e, root)
-        video.flush()
-        frame.flush()
-        del frame
-    else:
-        video = np.zeros((0, dim), np.float16)
-        np.save(final / VIDEO_EMB, video)
-        np.save(final / FRAME_EMB, np.zeros((0, frames, dim), np.float16))
+    # Plain writes, never through a memory map: a full disk is then an OSError (ENOSPC), not SIGBUS.
+    _write_rows(final / VIDEO_EMB, (n, dim), (e.rows.video(e.row) for e in entries))
+    _write_rows(final / FRAME_EMB, (n, frames, dim), (e.rows.frame(e.row) for e in entries))
+    for e in entries:
+        import_media(e, root)
+    video = np.load(final / VIDEO_EMB, mmap_mode="r") if n else np.zeros((0, dim), np.float16)
     write_jsonl(final / VIDEOS, [e.record.to_json() for e in entries])
     write_jsonl(final / FAILURES, failures)
     t1 = time.perf_counter()
@@ -326,10 +321,31 @@ def commit(root: Path, entries: list[Entry], failures: list[dict[str, Any]], man
     return {"write": t1 - t0 + (time.perf_counter() - t2), "index": t2 - t1}, info
 
 
+def _write_rows(path: Path, shape: tuple[int, ...], rows: Iterable[np.ndarray]) -> None:
+    """A float16 .npy of `shape`, written row by row (flat memory), then flushed to disk."""
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False, "shape": shape}
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, header)
+        for row in rows:
+            row = np.ascontiguousarray(row, dtype=np.float16)
+            if row.shape != tuple(shape[1:]):
+                raise LibraryError(f"{path}: a row of shape {row.shape}, expected {tuple(shape[1:])}")
+            fh.write(row.tobytes())
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+#: The live manifest goes here first while an assembly moves files in: a reader then finds no
+#: manifest and refuses to open (instead of pairing the old manifest with new arrays).
+_OLD_MANIFEST = "manifest.previous"
+
+
 def recover(root: Path) -> bool:
     """Finish an assembly that was killed while moving files into place; drop a half-written one.
 
-    Returns True if a finished assembly was moved into place.
+    The old manifest leaves first and the new one arrives last, so at every moment the folder is
+    either the previous complete library, the new complete library, or has no manifest (refuses to
+    open). Returns True if a finished assembly was moved into place.
     """
     final = _final(root)
     if not final.is_dir():
@@ -337,6 +353,9 @@ def recover(root: Path) -> bool:
     if not (final / COMPLETE).exists():
         shutil.rmtree(final, ignore_errors=True)
         return False
+    live = Path(root) / MANIFEST
+    if (final / MANIFEST).exists() and live.exists():
+        os.replace(live, final / _OLD_MANIFEST)
     for name in (VIDEO_EMB, FRAME_EMB, VIDEOS, FAILURES, INDEX, MANIFEST):  # manifest last
         src = final / name
         if src.exists():
@@ -388,7 +407,7 @@ def wipe(root: Path) -> None:
                 if p.suffix in (".jpg", ".tmp"):
                     p.unlink(missing_ok=True)
     w = work_dir(root)
-    for sub in (CHUNKS, FINAL):  # never .work/shards: a torchrun merge overwrites OUT from them
+    for sub in (CHUNKS, FINAL):  # never SHARDS: a torchrun merge overwrites OUT from them
         shutil.rmtree(w / sub, ignore_errors=True)
     (w / PROGRESS).unlink(missing_ok=True)
 

@@ -44,11 +44,13 @@ def test_path_list_relative_absolute_missing(tmp_path):
     lst = tmp_path / "list.txt"
     lst.write_text(f"# my videos\nvids/a.mp4\n\n{elsewhere}\nvids/missing.mp4\nvids/a.mp4\n")
     src = scan_source(lst)
-    assert src.kind == "list" and src.root == tmp_path
+    # ids stay relative to the list's folder (absolute outside it); stored paths are relative to the
+    # folder holding the list and every listed file, so a library never stores an absolute path
+    assert src.kind == "list" and src.root == tmp_path.parent
     by_id = {i.id: i for i in src.items}
     assert set(by_id) == {"vids/a.mp4", elsewhere.as_posix(), "vids/missing.mp4"}
-    assert by_id["vids/a.mp4"].path == a and by_id["vids/a.mp4"].rel == "vids/a.mp4"
-    assert by_id[elsewhere.as_posix()].rel == elsewhere.as_posix()  # outside the root: absolute
+    assert by_id["vids/a.mp4"].path == a and by_id["vids/a.mp4"].rel == f"{tmp_path.name}/vids/a.mp4"
+    assert by_id[elsewhere.as_posix()].rel == f"{tmp_path.name}-other/z.mp4"
     assert by_id["vids/missing.mp4"].error == "file not found"
 
 

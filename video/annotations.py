@@ -22,13 +22,16 @@ import csv
 import hashlib
 import json
 import os
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["VideoItem", "Split", "MissingVideosError", "DATASETS", "load_split", "msrvtt_val_ids"]
+from video.files import extensions_preferring
 
-VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov")
+__all__ = ["VideoItem", "Split", "MissingVideosError", "DATASETS", "load_split", "msrvtt_val_ids",
+           "read_msrvtt_json", "read_msrvtt_csv", "VideoFinder"]
+
 VAL_FRACTION = 0.05
 
 
@@ -77,37 +80,55 @@ def _need(path: Path, dataset: str) -> Path:
     return path
 
 
-class _VideoFinder:
-    """Finds <id><ext> in a list of folders, listing each folder once (fast for 100k files)."""
+class VideoFinder:
+    """Finds <id><ext> in a list of folders, listing each folder once (fast for 100k files).
+
+    Extensions are tried in the given order; hidden files are never matched.
+    """
 
     def __init__(self, exts: tuple[str, ...]):
         self.exts = exts
-        self._listing: dict[Path, set[str]] = {}
+        self._listing: dict[Path, dict[str, str]] = {}
 
-    def _names(self, folder: Path) -> set[str]:
+    def _names(self, folder: Path) -> dict[str, str]:
+        """Lower-cased name -> name as on disk, for one folder (listed once)."""
         if folder not in self._listing:
             try:
-                self._listing[folder] = {e.name for e in os.scandir(folder) if not e.is_dir()}
+                self._listing[folder] = {e.name.lower(): e.name for e in os.scandir(folder)
+                                         if not e.is_dir() and not e.name.startswith(".")}
             except OSError:
-                self._listing[folder] = set()
+                self._listing[folder] = {}
         return self._listing[folder]
 
     def find(self, video_id: str, folders: Iterable[Path]) -> Path | None:
+        """The first folder's <video_id><ext> (extensions in any case, the id as written)."""
         for folder in folders:
             names = self._names(folder)
             for ext in self.exts:
-                if video_id + ext in names:
-                    return folder / (video_id + ext)
+                name = names.get((video_id + ext).lower())
+                if name is not None and name[: len(video_id)] == video_id:
+                    return folder / name
+        return None
+
+    def first_folder_with(self, ids: Iterable[str], folders: Iterable[Path]) -> tuple[Path, dict[str, Path]] | None:
+        """The first folder holding any of `ids`, and id -> file there (an annotation's video folder)."""
+        ids = list(ids)
+        for folder in folders:
+            if not Path(folder).is_dir():
+                continue
+            found = {vid: p for vid in ids if (p := self.find(vid, [folder])) is not None}
+            if found:
+                return Path(folder), found
         return None
 
 
 def _exts(primary: str) -> tuple[str, ...]:
-    return (primary,) + tuple(e for e in VIDEO_EXTS if e != primary)
+    return extensions_preferring(primary)
 
 
 def _build(dataset: str, split: str, entries: list[tuple[str, list[str]]], folders_for,
            exts: tuple[str, ...], max_missing_fraction: float) -> Split:
-    finder = _VideoFinder(exts)
+    finder = VideoFinder(exts)
     items, missing = [], []
     for vid, caps in entries:
         folders = folders_for(vid)
@@ -131,9 +152,41 @@ def _build(dataset: str, split: str, entries: list[tuple[str, list[str]]], folde
 # MSR-VTT (and moving-shapes)
 
 
-def _read_id_csv(path: Path) -> list[str]:
+def read_msrvtt_json(path: Path) -> tuple[list[str], dict[str, list[str]]]:
+    """MSRVTT_data.json: (video ids in file order, id -> captions as written). ValueError if not one."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or "sentences" not in data and "videos" not in data:
+        raise ValueError(f"{path}: not an MSR-VTT annotation file (expected 'videos' and 'sentences' lists)")
+    captions: dict[str, list[str]] = defaultdict(list)
+    ids: list[str] = [str(v["video_id"]) for v in data.get("videos", []) if "video_id" in v]
+    for s in data.get("sentences", []):
+        if "video_id" in s and "caption" in s:
+            captions[str(s["video_id"])].append(str(s["caption"]))
+    if not ids:
+        ids = list(captions)
+    return ids, dict(captions)
+
+
+def read_msrvtt_csv(path: Path) -> tuple[list[str], dict[str, list[str]]]:
+    """An MSR-VTT split CSV: (unique ids in file order, id -> its 'sentence' cells, {} without that column)."""
     with open(path, newline="", encoding="utf-8") as fh:
-        return [row["video_id"].strip() for row in csv.DictReader(fh) if row.get("video_id")]
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or "video_id" not in reader.fieldnames:
+            raise ValueError(f"{path}: CSV without a 'video_id' column (expected an MSR-VTT split file)")
+        ids: list[str] = []
+        captions: dict[str, list[str]] = defaultdict(list)
+        for row in reader:
+            vid = (row.get("video_id") or "").strip()
+            if not vid:
+                continue
+            ids.append(vid)
+            if row.get("sentence"):
+                captions[vid].append(row["sentence"])
+    return list(dict.fromkeys(ids)), dict(captions)
+
+
+def _read_id_csv(path: Path) -> list[str]:
+    return read_msrvtt_csv(path)[0]
 
 
 def msrvtt_val_ids(train_ids: list[str], fraction: float = VAL_FRACTION) -> set[str]:
@@ -149,10 +202,8 @@ def _load_msrvtt(root: Path, split: str, video_dir: Path | None, mmf: float, dat
         with open(path, newline="", encoding="utf-8") as fh:
             entries = [(row["video_id"].strip(), [row["sentence"].strip()]) for row in csv.DictReader(fh)]
     else:
-        data = json.loads(_need(root / "MSRVTT_data.json", dataset).read_text(encoding="utf-8"))
-        captions: dict[str, list[str]] = {}
-        for sent in data["sentences"]:
-            captions.setdefault(sent["video_id"], []).append(sent["caption"].strip())
+        _, raw = read_msrvtt_json(_need(root / "MSRVTT_data.json", dataset))
+        captions = {vid: [c.strip() for c in caps] for vid, caps in raw.items()}
         if split == "train7k":
             ids = _read_id_csv(_need(root / "MSRVTT_train.7k.csv", dataset))
         else:
