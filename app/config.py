@@ -25,6 +25,7 @@ ENV_MODEL = "PROMPTSWITCH_MODEL"
 ENV_LIBRARY = "PROMPTSWITCH_LIBRARY"
 ENV_VIDEOS = "PROMPTSWITCH_VIDEOS"
 ENV_CACHE = "PROMPTSWITCH_CACHE"
+ENV_MCP = "PROMPTSWITCH_MCP"
 
 
 def set_environment_defaults() -> None:
@@ -96,6 +97,8 @@ class AppConfig:
     search_concurrency: int = 4
     describe_concurrency: int = 1
     queue_size: int = 256
+    mcp: bool = False
+    """Also serve the API as an MCP server (tools search_videos, describe_video; see app.mcp)."""
 
     @property
     def model_spec(self) -> str:
@@ -115,8 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="app.py",
         description="Prompt Switch text-to-video search: a Gradio page to search a video library by text "
         "and describe uploaded videos.",
-        epilog=f"Environment: {ENV_MODEL}, {ENV_LIBRARY}, {ENV_VIDEOS}, {ENV_CACHE}, PROMPTSWITCH_MAX_UPLOAD_MB, "
-        "PROMPTSWITCH_MAX_VIDEO_SECONDS, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT, HF_HOME (flags win).",
+        epilog=f"Environment: {ENV_MODEL}, {ENV_LIBRARY}, {ENV_VIDEOS}, {ENV_CACHE}, {ENV_MCP}, "
+        "PROMPTSWITCH_MAX_UPLOAD_MB, PROMPTSWITCH_MAX_VIDEO_SECONDS, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT, "
+        "HF_HOME (flags win).",
     )
     p.add_argument("--model", help=f"model spec (default: {DEFAULT_MODEL}, falling back to bundled:moving-shapes "
                    "offline); e.g. hf-hub:org/name[@rev], a local folder, random:tiny")
@@ -130,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fail instead of falling back to the bundled model and library")
     p.add_argument("--max-upload-mb", type=float, help="largest upload accepted (default 50)")
     p.add_argument("--max-video-seconds", type=float, help="longest uploaded video accepted (default 600)")
+    p.add_argument("--mcp", action="store_true",
+                   help=f"also serve the API as an MCP server at /gradio_api/mcp/ ({ENV_MCP}=1)")
     return p
 
 
@@ -149,6 +155,7 @@ def from_args(argv: list[str] | None = None, environ: dict[str, str] | None = No
         device=args.device or _env_str(env, "PROMPTSWITCH_DEVICE") or "auto",
         cache_dir=(cache or hf_home(env) / "promptswitch").expanduser(),
         fallback=not args.no_fallback,
+        mcp=args.mcp or (_env_str(env, ENV_MCP) or "0").lower() not in ("0", "false", "no", "off"),
         max_upload_mb=args.max_upload_mb or _env_float(env, "PROMPTSWITCH_MAX_UPLOAD_MB", AppConfig.max_upload_mb),
         max_video_seconds=args.max_video_seconds
         or _env_float(env, "PROMPTSWITCH_MAX_VIDEO_SECONDS", AppConfig.max_video_seconds),

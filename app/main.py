@@ -33,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from app.startup import StartupError
 
+    if config.mcp:
+        from app.mcp import mcp_missing
+
+        if mcp_missing():
+            print(f"[promptswitch] {mcp_missing()}", file=sys.stderr)
+            return 2
     try:
         demo, st = create_app(config, progress=lambda m: print(f"[promptswitch] {m}", flush=True))
     except StartupError as e:

@@ -21,6 +21,7 @@ import gradio as gr
 from PIL import Image
 
 from app.engine import Hit, SearchEngine
+from app.mcp import register_tools
 from app.render import format_time, frame_strip, similarity_plot
 from app.startup import Startup, banner_markdown
 
@@ -325,6 +326,7 @@ def build_demo(st: Startup, config=None) -> gr.Blocks:
                 concurrency_limit=getattr(config, "describe_concurrency", 1))
         gr.api(similarity, api_name="similarity", concurrency_id="search")
         gr.api(library_info, api_name="library_info", queue=False)
+        register_tools(engine)  # search_videos, describe_video: JSON for programs and MCP agents
     return demo
 
 
@@ -340,4 +342,5 @@ def launch_kwargs(config, st: Startup) -> dict[str, Any]:
         css=CSS,
         footer_links=["api", "gradio"],
         ssr_mode=False,  # server-side rendering needs a recent Node.js; the page needs none
+        mcp_server=bool(getattr(config, "mcp", False)),
     )
