@@ -2,7 +2,8 @@
 
 `python app.py --mcp` (or PROMPTSWITCH_MCP=1) starts Gradio's MCP server, which turns every public
 endpoint into a tool whose schema comes from the function's type hints and its docstring's Args.
-The page's own events return widgets (a gallery, Markdown); these two return plain JSON instead:
+The page's own events return widgets (a gallery, Markdown); these two return JSON text instead
+(Gradio hands an agent ``str()`` of a tool's result, so a dict would arrive as a Python repr):
 ``search_videos`` (ranked hits with the best-matching moment) and ``describe_video`` (what the
 library knows about one of its videos, and the captions and videos closest to it). Uploading a new
 video to describe stays with the page's ``describe`` endpoint, which takes a file.
@@ -10,6 +11,7 @@ Not ``from __future__ import annotations``: Gradio reads the tools' type hints a
 """
 
 import importlib.util
+import json
 import logging
 from typing import Any, Callable
 from urllib.parse import quote
@@ -66,6 +68,10 @@ def _hit_json(engine, hit, root: str, query: str | None) -> dict[str, Any]:
             "thumbnail": _file_url(root, hit.thumbnail)}
 
 
+def _json(value: dict[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _closest(emb: np.ndarray | None, v: np.ndarray, n: int) -> list[tuple[int, float]]:
     if emb is None or not len(emb) or n <= 0:
         return []
@@ -99,32 +105,32 @@ def make_tools(engine) -> list[Callable[..., Any]]:
     """The tool functions bound to an engine; their docstrings and hints are the MCP schema agents read."""
     import gradio as gr
 
-    def search_videos(query: str, k: int = 10, request: gr.Request = None) -> dict:  # type: ignore[assignment]
+    def search_videos(query: str, k: int = 10, request: gr.Request = None) -> str:  # type: ignore[assignment]
         """Search the video library by describing what happens in a video (text-to-video retrieval).
 
         Args:
             query: a short English description of the video to find, e.g. "a red circle moves to the left".
             k: how many results to return, best first (1 to 50).
         Returns:
-            a dict {"ok", "message", "query", "hits"}; each hit has "rank", "id", "video" (URL or null),
+            JSON {"ok", "message", "query", "hits"}; each hit has "rank", "id", "video" (URL or null),
             "start" and "end" (seconds: the best-matching moment), "score" (cosine similarity), "caption",
             "captions", "generated_caption", "duration" and "thumbnail" (URL).
         """
         res = engine.search(query, k)
         root = _root_url(request)
         hits = [_hit_json(engine, h, root, res.query) for h in res.hits] if res.ok else []
-        return {"ok": res.ok, "message": res.message, "query": res.query, "hits": hits}
+        return _json({"ok": res.ok, "message": res.message, "query": res.query, "hits": hits})
 
-    def describe_video(video_id: str, request: gr.Request = None) -> dict:  # type: ignore[assignment]
+    def describe_video(video_id: str, request: gr.Request = None) -> str:  # type: ignore[assignment]
         """Describe one video of the library: its captions, the captions and library videos closest to it.
 
         Args:
             video_id: the id of a library video, as returned in the "id" field of search_videos.
         Returns:
-            a dict {"ok", "message", "id", "video" (URL or null), "duration", "captions", "generated_caption",
+            JSON {"ok", "message", "id", "video" (URL or null), "duration", "captions", "generated_caption",
             "ranked_captions" (each {"caption", "score", "source"}), "similar" (hits as in search_videos)}.
         """
-        return _describe(engine, str(video_id or "").strip(), _root_url(request))
+        return _json(_describe(engine, str(video_id or "").strip(), _root_url(request)))
 
     return [search_videos, describe_video]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytest.importorskip("mcp")
@@ -49,8 +51,8 @@ def test_schema_lists_the_search_and_describe_tools(schema):
 def test_search_videos_returns_structured_hits(server):
     from gradio_client import Client
 
-    out = Client(server.url, verbose=False, download_files=False).predict(
-        "a red circle moves left", 3, api_name="/search_videos")
+    out = json.loads(Client(server.url, verbose=False, download_files=False).predict(
+        "a red circle moves left", 3, api_name="/search_videos"))
     assert out["ok"] is True and len(out["hits"]) == 3
     hits = out["hits"]
     assert [h["rank"] for h in hits] == [1, 2, 3]
@@ -67,12 +69,12 @@ def test_describe_video_by_id(server):
     from gradio_client import Client
 
     client = Client(server.url, verbose=False, download_files=False)
-    first = client.predict("a shape", 1, api_name="/search_videos")["hits"][0]
-    d = client.predict(first["id"], api_name="/describe_video")
+    first = json.loads(client.predict("a shape", 1, api_name="/search_videos"))["hits"][0]
+    d = json.loads(client.predict(first["id"], api_name="/describe_video"))
     assert d["ok"] is True and d["id"] == first["id"] and d["captions"]
     assert d["similar"] and first["id"] not in {h["id"] for h in d["similar"]}
     assert all(c["source"] != first["id"] for c in d["ranked_captions"])
-    missing = client.predict("no-such-video", api_name="/describe_video")
+    missing = json.loads(client.predict("no-such-video", api_name="/describe_video"))
     assert missing["ok"] is False and "no-such-video" in missing["message"]
 
 
@@ -86,3 +88,25 @@ def test_mcp_flag_and_environment(argv, env, expected):
     from app.config import from_args
 
     assert from_args(argv, env).mcp is expected
+
+
+def test_an_mcp_client_lists_and_calls_the_tools(server):
+    """The real protocol (streamable HTTP at /gradio_api/mcp/), as an agent's MCP client speaks it."""
+    import asyncio
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def run():
+        async with streamable_http_client(server.url + "gradio_api/mcp/") as (read, write, _):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                names = {t.name for t in (await session.list_tools()).tools}
+                result = await session.call_tool("search_videos", {"query": "a blue square", "k": 2})
+                return names, result
+
+    names, result = asyncio.run(asyncio.wait_for(run(), 120))
+    assert {"search_videos", "describe_video"} <= names
+    assert not result.isError
+    payload = json.loads(result.content[0].text)
+    assert payload["ok"] is True and [h["rank"] for h in payload["hits"]] == [1, 2]
