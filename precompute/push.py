@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 VIDEO_DIR = "videos"
 CARD = "README.md"
 _FREE_TEXT = ("captions", "generated_caption")
+#: Model specs that name the same weights on any machine (a local folder or random weights do not).
+PORTABLE_MODELS = ("hf-hub:", "clip:", "bundled:")
 REPO_ID = re.compile(r"^(?:hf-hub:)?([\w.\-]+/[\w.\-]+)(?:@([\w.\-/]+))?$")
 # An absolute path inside free text: POSIX (a "/" not preceded by a word, ":" or "/") or Windows (C:\ or C:/).
 _ABS_PATH = re.compile(r"(?<![\w.:/~\-])/[^\s\"'<>|;,()\[\]{}]+|\b[A-Za-z]:[\\/][^\s\"'<>|;,()\[\]{}]*")
@@ -75,6 +77,7 @@ class PushPlan:
     card: str = ""
     missing_videos: int = 0
     """Records whose video file was not found (with --with-videos): pushed without it."""
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def total_bytes(self) -> int:
@@ -186,6 +189,11 @@ def plan_push(library: str | os.PathLike[str], repo: str, *, with_videos: bool =
     videos_uploaded = sum(1 for f in media if f.repo_path.startswith(VIDEO_DIR + "/"))
     card = dataset_card(manifest, CardFacts(repo_id, videos_uploaded, license, attribution))
     plan = PushPlan(repo_id, revision, private, card=card, missing_videos=missing)
+    spec = str(lib.manifest.get("model", ""))
+    if not spec.startswith(PORTABLE_MODELS):
+        plan.warnings.append(
+            f"the library was built with model {manifest.get('model')!r}, which another machine cannot load by that "
+            "name: push the model first (model.push_to_hub), rebuild with --model hf-hub:ORG/MODEL, then push this")
     plan.files = [PlannedFile(CARD, text=card),
                   PlannedFile(MANIFEST, text=json.dumps(manifest, indent=2, ensure_ascii=False) + "\n"),
                   PlannedFile(VIDEOS, text=_jsonl(rows)), PlannedFile(FAILURES, text=_jsonl(failures))]
@@ -259,6 +267,8 @@ def _print_plan(plan: PushPlan, dry_run: bool) -> None:
           f"{plan.repo_id} (revision {plan.revision or 'main'}, {'private' if plan.private else 'public'}):")
     for f in plan.files:
         print(f"  {f.repo_path}  {f.size} bytes")
+    for w in plan.warnings:
+        print(f"warning: {w}")
     if plan.missing_videos:
         print(f"warning: {plan.missing_videos} video file(s) not found on this machine: pushed without them")
 

@@ -90,6 +90,7 @@ def test_dry_run_prints_files_and_card_without_local_paths(built, capsys, no_net
     assert "license: cc-by-4.0" in card and "moving-shapes generator" in card
     assert "recall@10" in card and "`Flat`" in card
     assert "hf-hub:org/shapes-lib" in card
+    assert "warning: the library was built with model 'random:tiny'" in out  # not loadable elsewhere
     _assert_no_local_paths(out, built)
 
 
