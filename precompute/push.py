@@ -36,6 +36,7 @@ from .library import (
     LibraryError,
     media_key,
     open_library,
+    read_jsonl,
 )
 
 __all__ = ["PushPlan", "PlannedFile", "plan_push", "stage", "push", "scrub", "main", "VIDEO_DIR", "CARD"]
@@ -185,7 +186,7 @@ def plan_push(library: str | os.PathLike[str], repo: str, *, with_videos: bool =
     roots = _known_roots(lib)
     rows, media, missing = _records(lib, with_videos, roots)
     manifest = _manifest(lib, with_videos, roots)
-    failures = [scrub(f, roots) for f in lib.failures]
+    failures = [scrub(f, roots) for f in read_jsonl(lib.root / FAILURES)]  # as built, not the reader's additions
     videos_uploaded = sum(1 for f in media if f.repo_path.startswith(VIDEO_DIR + "/"))
     card = dataset_card(manifest, CardFacts(repo_id, videos_uploaded, license, attribution))
     plan = PushPlan(repo_id, revision, private, card=card, missing_videos=missing)

@@ -164,8 +164,8 @@ def test_push_uploads_the_library_as_a_dataset(built, fake_hub, tmp_path, capsys
     assert all(pub.media_path(r.thumbnail) is not None for r in pub.records)
 
 
-def test_video_outside_the_source_folder_goes_under_external(built, fake_hub, tmp_path):
-    """A record with an absolute path (a file outside the source) is uploaded under videos/external/."""
+def test_a_record_outside_the_source_folder_is_pushed_without_its_video_or_path(built, fake_hub, tmp_path, capsys):
+    """A record naming an absolute path outside the source (the reader refuses it): no file, no path leaked."""
     _, lib, videos = built
     copy = tmp_path / "lib"
     shutil.copytree(lib, copy)
@@ -176,9 +176,13 @@ def test_video_outside_the_source_folder_goes_under_external(built, fake_hub, tm
     rows[0]["path"] = str(outside)
     (copy / "videos.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert P.main([str(copy), "org/x", "--with-videos"]) == 0
+    assert "1 video file(s) not found" in capsys.readouterr().out
+    assert not any(name.endswith("clip.mp4") for name in fake_hub.uploaded)
+    assert fake_hub.uploaded["failures.jsonl"] == (lib / "failures.jsonl").read_bytes().replace(
+        str(videos.parent).encode(), b"data")  # the file as built (scrubbed), not the reader's additions
     pub = _as_library(fake_hub.uploaded, tmp_path / "snapshot")
     assert pub.records[0].path.startswith("external/") and pub.records[0].path.endswith("/clip.mp4")
-    assert pub.path_of(0).read_bytes() == outside.read_bytes()
+    assert pub.path_of(0) is None and pub.path_of(1) is not None
     assert str(tmp_path) not in (tmp_path / "snapshot" / "videos.jsonl").read_text()
 
 
