@@ -21,6 +21,8 @@ SAMPLE_VIDEOS = ASSETS / "videos"
 CAPTION_BANK = ASSETS / "captions" / "bank.txt"
 BUNDLED_LIBRARY = ASSETS / "library-shapes"
 
+MB = 1024 * 1024
+
 ENV_MODEL = "PROMPTSWITCH_MODEL"
 ENV_LIBRARY = "PROMPTSWITCH_LIBRARY"
 ENV_VIDEOS = "PROMPTSWITCH_VIDEOS"
@@ -77,6 +79,23 @@ def _env_str(env, name: str) -> str | None:
 
 
 @dataclass
+class Limits:
+    """Every limit the app applies to what a user types or uploads: the one place their defaults live."""
+
+    max_query_chars: int = 1000
+    """Longer queries are cut (the model reads far fewer tokens anyway) and the user is told."""
+    default_k: int = 12
+    max_k: int = 50
+    max_upload_bytes: int = 50 * MB
+    max_video_seconds: float = 600.0
+    max_library_captions: int = 20000
+    """Unique library captions encoded at start-up for the Describe tab (more are skipped, with a note)."""
+    num_bank: int = 5
+    num_library_captions: int = 5
+    num_similar: int = 6
+
+
+@dataclass
 class AppConfig:
     model: str | None = None
     """Model spec; None = DEFAULT_MODEL, with the offline fallbacks of app.startup."""
@@ -92,8 +111,8 @@ class AppConfig:
     fallback: bool = True
     """Fall back to the bundled model/library when the configured ones cannot be loaded."""
     caption_bank: Path = CAPTION_BANK
-    max_upload_mb: float = 50.0
-    max_video_seconds: float = 600.0
+    max_upload_mb: float = Limits.max_upload_bytes / MB
+    max_video_seconds: float = Limits.max_video_seconds
     search_concurrency: int = 4
     describe_concurrency: int = 1
     queue_size: int = 256
@@ -110,7 +129,11 @@ class AppConfig:
 
     @property
     def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 1024 * 1024)
+        return int(self.max_upload_mb * MB)
+
+    def limits(self) -> Limits:
+        """The engine's limits: the defaults, with the two a user sets."""
+        return Limits(max_upload_bytes=self.max_upload_bytes, max_video_seconds=self.max_video_seconds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,8 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, help="where built libraries are kept (default $HF_HOME/promptswitch)")
     p.add_argument("--no-fallback", action="store_true",
                    help="fail instead of falling back to the bundled model and library")
-    p.add_argument("--max-upload-mb", type=float, help="largest upload accepted (default 50)")
-    p.add_argument("--max-video-seconds", type=float, help="longest uploaded video accepted (default 600)")
+    p.add_argument("--max-upload-mb", type=float,
+                   help=f"largest upload accepted (default {AppConfig.max_upload_mb:g})")
+    p.add_argument("--max-video-seconds", type=float,
+                   help=f"longest uploaded video accepted (default {AppConfig.max_video_seconds:g})")
     p.add_argument("--mcp", action="store_true",
                    help=f"also serve the API as an MCP server at /gradio_api/mcp/ ({ENV_MCP}=1)")
     return p

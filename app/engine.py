@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from app.config import Limits
 from model.files import atomic_save
 
 log = logging.getLogger(__name__)
@@ -39,21 +40,6 @@ _BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 class QueryError(ValueError):
     """A query that cannot be searched; str(e) is the message for the user."""
-
-
-@dataclass
-class Limits:
-    max_query_chars: int = 1000
-    """Longer queries are cut (the model reads far fewer tokens anyway) and the user is told."""
-    default_k: int = 12
-    max_k: int = 50
-    max_upload_bytes: int = 50 * 1024 * 1024
-    max_video_seconds: float = 600.0
-    max_library_captions: int = 20000
-    """Unique library captions encoded at start-up for the Describe tab (more are skipped, with a note)."""
-    num_bank: int = 5
-    num_library_captions: int = 5
-    num_similar: int = 6
 
 
 @dataclass
@@ -120,6 +106,9 @@ class Description:
     bank: list[RankedCaption] = field(default_factory=list)
     library_captions: list[RankedCaption] = field(default_factory=list)
     similar: list[Hit] = field(default_factory=list)
+    confident: bool = True
+    """False when the upload is far from every library video: its captions and matches are guesses."""
+    nearest: float | None = None  # cosine similarity of the closest library video
     frames: np.ndarray | None = None  # uint8 [T, H, W, 3], in time order
     timestamps: list[float] = field(default_factory=list)
     duration: float = 0.0
@@ -167,8 +156,8 @@ class SearchEngine:
 
     model: a loaded model (see model.load_model); library: an opened precompute Library built with
     that model (checked here: a library of another model raises ModelMismatchError).
-    served_dirs: folders the web server may serve videos from; a video outside them is never
-    returned (the page shows its frame strip instead).
+    served_files: the exact video files the web server may serve; served_dirs: folders it may serve
+    (tests, scripts). A video that is neither is never returned (the page shows its frame strip instead).
     """
 
     def __init__(
@@ -179,6 +168,7 @@ class SearchEngine:
         caption_bank: list[str] | None = None,
         limits: Limits | None = None,
         served_dirs: list[Path] | None = None,
+        served_files: list[Path] | None = None,
         cache_dir: Path | None = None,
     ):
         library.check_model(model.fingerprint, getattr(model, "spec", None))
@@ -186,7 +176,9 @@ class SearchEngine:
         self.library = library
         self.limits = limits or Limits()
         self.served_dirs = [Path(d).resolve() for d in (served_dirs or [])]
+        self.served_files = {Path(f).resolve() for f in (served_files or [])}
         self.notes: list[str] = []  # start-up notes about this engine (shown on the Library tab)
+        self._familiar: float | None = None
         self._lock = threading.Lock()  # one model call at a time: torch already uses every core
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._text_cache_size = 2048
@@ -358,6 +350,12 @@ class SearchEngine:
             return SearchResult(False, str(e), k=kk)
         if k_note:
             notes.append(k_note)
+        unknown, known = self.unknown_words(text)
+        if unknown and not known:
+            notes.append(f"This model knows none of these words ({', '.join(unknown[:8])}): the results below "
+                         "are whatever it ranks highest, not matches.")
+        elif unknown:
+            notes.append(f"This model does not know: {', '.join(unknown[:8])}; it ranked by the other words.")
         scores, idx = self.library.search(emb[None, :], kk)
         hits = [self._hit(r + 1, int(i), float(s)) for r, (s, i) in enumerate(zip(scores[0], idx[0])) if i >= 0]
         return SearchResult(True, " ".join(notes), query=text, k=kk, hits=hits, seconds=time.perf_counter() - t0)
@@ -365,7 +363,7 @@ class SearchEngine:
     def _hit(self, rank: int, i: int, score: float) -> Hit:
         rec = self.library.records[i]
         caps = [c for c in rec.captions if c and c.strip()]
-        caption = caps[0] if caps else (rec.generated_caption or rec.id)
+        caption = caps[0] if caps else (Path(rec.path).name if rec.path else rec.id)  # never a generated one
         return Hit(
             rank=rank, index=i, id=rec.id, score=score, caption=caption, captions=caps,
             generated_caption=rec.generated_caption,
@@ -373,13 +371,17 @@ class SearchEngine:
             video=self.video_path(i), duration=float(rec.duration or 0.0),
         )
 
+    def hit_of(self, i: int) -> Hit:
+        """Library row i as a hit without a query (rank = position, score 0): for browsing."""
+        return self._hit(i + 1, i, 0.0)
+
     def video_path(self, i: int) -> Path | None:
         """The video file of row i if it exists and lies inside a served folder."""
         p = self.library.path_of(i)
         if p is None:
             return None
         rp = p.resolve()
-        if any(rp.is_relative_to(d) for d in self.served_dirs):
+        if rp in self.served_files or any(rp.is_relative_to(d) for d in self.served_dirs):
             return p
         return None
 
@@ -508,13 +510,60 @@ class SearchEngine:
             if round(fr.timestamps[j], 3) not in seen_t:
                 seen_t.add(round(fr.timestamps[j], 3))
                 keep.append(j)
+        nearest = similar[0].score if similar else None
         return Description(
             True, " ".join(notes), generated_caption=generated, captioner_note=note,
+            confident=nearest is not None and nearest >= self.familiar_threshold(), nearest=nearest,
             bank=[RankedCaption(c, s, src) for c, s, src in bank],
             library_captions=[RankedCaption(c, s, src) for c, s, src in libc],
             similar=similar, frames=fr.frames[keep], timestamps=[float(fr.timestamps[j]) for j in keep],
             duration=duration, seconds=time.perf_counter() - t0,
         )
+
+
+    # -------------------------------------------------------------- what the model knows
+    def unknown_words(self, text: str) -> tuple[list[str], bool]:
+        """(words of the query outside the model's caption vocabulary, whether any content word is known).
+
+        Only models with a restricted caption vocabulary (the bundled moving-shapes model) can say; for
+        others every word counts as known.
+        """
+        vocab = getattr(getattr(self.model, "config", None), "caption_vocab", None)
+        if not vocab or self._tokenizer is None:
+            return [], True
+        known_ids = set(int(i) for i in vocab)
+        unknown, content_known = [], False
+        for word in re.findall(r"[^\W\d_]+", text.lower()):
+            try:
+                ids = self._tokenizer.encode(word)
+            except Exception:  # noqa: BLE001 - a tokenizer quirk only loses the notice
+                continue
+            if ids and all(i in known_ids for i in ids):
+                content_known = content_known or word not in _FUNCTION_WORDS
+            elif word not in unknown:
+                unknown.append(word)
+        return unknown, content_known
+
+    def familiar_threshold(self) -> float:
+        """Below this similarity to its closest library video, an upload is "far from anything known".
+
+        The 5th percentile of the library's own nearest-neighbour similarities (a sample of up to 256
+        videos), minus a margin; a fixed 0.5 for a library of one video.
+        """
+        if self._familiar is None:
+            n = len(self.library)
+            if n < 2:
+                self._familiar = 0.5
+            else:
+                rows = np.linspace(0, n - 1, min(n, 256)).astype(int)
+                q = np.asarray(self.library.video_emb[rows], dtype=np.float32)
+                scores, _ = self.library.search(q, 2)
+                self._familiar = float(np.percentile(scores[:, 1], 5)) - 0.05
+        return self._familiar
+
+
+#: Words that say nothing about what is seen: knowing only these is knowing nothing.
+_FUNCTION_WORDS = frozenset("a an the and or of on in at to is are with from by for its it this that".split())
 
 
 def _top(emb: np.ndarray | None, v: np.ndarray, n: int, item) -> list[tuple[str, float, str]]:

@@ -11,6 +11,9 @@ from app.config import AppConfig, from_args, set_environment_defaults
 def create_app(config: AppConfig, progress=print):
     """(demo, startup): load the model and library once, then build the page (not launched)."""
     set_environment_defaults()
+    from app.gpu import spaces_module
+
+    spaces_module()  # on ZeroGPU, `spaces` must be imported before torch touches CUDA
     from app.startup import start
 
     st = start(config, progress=progress)
@@ -18,7 +21,7 @@ def create_app(config: AppConfig, progress=print):
 
     from app.ui import build_demo
 
-    # Serve the library's thumbnails/posters and the video folders in place; nothing else.
+    # Serve the library's thumbnails/posters and its own video files in place; nothing else.
     gr.set_static_paths([str(p) for p in st.static_dirs])
     demo = build_demo(st, config)
     demo.queue(default_concurrency_limit=config.search_concurrency, max_size=config.queue_size)

@@ -32,7 +32,7 @@ def mcp_missing() -> str | None:
     return None
 
 
-def _root_url(request: Any) -> str:
+def root_url(request: Any) -> str:
     """The app's public URL as the caller sees it ('' when unknown): file links must be absolute for agents."""
     req = getattr(request, "request", None)
     if req is None:
@@ -60,7 +60,7 @@ def _moment(engine, query: str, row: int, duration: float) -> tuple[float, float
     return round(float(start), 3), round(float(end), 3)
 
 
-def _hit_json(engine, hit, root: str, query: str | None) -> dict[str, Any]:
+def hit_json(engine, hit, root: str, query: str | None) -> dict[str, Any]:
     start, end = _moment(engine, query, hit.index, hit.duration) if query else (0.0, hit.duration)
     return {"rank": hit.rank, "id": hit.id, "video": _file_url(root, hit.video), "start": start, "end": end,
             "score": round(float(hit.score), 4), "caption": hit.caption, "captions": hit.captions,
@@ -95,7 +95,7 @@ def _describe(engine, video_id: str, root: str) -> dict[str, Any]:
     ranked.sort(key=lambda c: -c["score"])
     scores, idx = engine.library.search(v[None, :], lim.num_similar + 1)
     rows = [(int(i), float(s)) for s, i in zip(scores[0], idx[0]) if i >= 0 and int(i) != row][: lim.num_similar]
-    similar = [_hit_json(engine, engine._hit(r + 1, i, s), root, None) for r, (i, s) in enumerate(rows)]
+    similar = [hit_json(engine, engine._hit(r + 1, i, s), root, None) for r, (i, s) in enumerate(rows)]
     return {"ok": True, "message": "", "id": rec.id, "video": _file_url(root, engine.video_path(row)),
             "duration": float(rec.duration or 0.0), "captions": list(rec.captions),
             "generated_caption": rec.generated_caption, "ranked_captions": ranked, "similar": similar}
@@ -117,8 +117,8 @@ def make_tools(engine) -> list[Callable[..., Any]]:
             "captions", "generated_caption", "duration" and "thumbnail" (URL).
         """
         res = engine.search(query, k)
-        root = _root_url(request)
-        hits = [_hit_json(engine, h, root, res.query) for h in res.hits] if res.ok else []
+        root = root_url(request)
+        hits = [hit_json(engine, h, root, res.query) for h in res.hits] if res.ok else []
         return _json({"ok": res.ok, "message": res.message, "query": res.query, "hits": hits})
 
     def describe_video(video_id: str, request: gr.Request = None) -> str:  # type: ignore[assignment]
@@ -130,7 +130,7 @@ def make_tools(engine) -> list[Callable[..., Any]]:
             JSON {"ok", "message", "id", "video" (URL or null), "duration", "captions", "generated_caption",
             "ranked_captions" (each {"caption", "score", "source"}), "similar" (hits as in search_videos)}.
         """
-        return _json(_describe(engine, str(video_id or "").strip(), _root_url(request)))
+        return _json(_describe(engine, str(video_id or "").strip(), root_url(request)))
 
     return [search_videos, describe_video]
 

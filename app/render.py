@@ -14,7 +14,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from video.frames import frame_strip
 
-__all__ = ["similarity_plot", "frame_strip", "format_time"]
+__all__ = ["similarity_plot", "frame_strip", "format_time", "Y_RANGE"]
+
+#: The similarity axis: the same for every video, so two plots compare at a glance (a score below
+#: the bottom widens it downwards in steps of 0.1).
+Y_RANGE = (0.0, 1.0)
 
 _BG = (255, 255, 255)
 _AXIS = (90, 90, 90)
@@ -64,9 +68,7 @@ def similarity_plot(
         d.text((left, top + ph // 2), "no frames to plot", fill=_AXIS, font=normal)
         return img
     t_max = max(float(duration or 0.0), float(t.max()), 1e-6)
-    lo, hi = float(s.min()), float(s.max())
-    pad = max((hi - lo) * 0.15, 0.01)
-    lo, hi = lo - pad, hi + pad
+    lo, hi = min(Y_RANGE[0], np.floor(float(s.min()) * 10) / 10), Y_RANGE[1]
 
     def xy(ti: float, si: float) -> tuple[float, float]:
         return left + pw * ti / t_max, top + ph * (1.0 - (si - lo) / (hi - lo))
@@ -76,7 +78,7 @@ def similarity_plot(
         v = lo + (hi - lo) * k / 4
         _, y = xy(0, v)
         d.line([(left, y), (left + pw, y)], fill=_GRID)
-        d.text((4, y - 7), f"{v:.3f}", fill=_AXIS, font=small)
+        d.text((22, y - 7), f"{v:.2f}", fill=_AXIS, font=small)
     for k in range(6):
         tv = t_max * k / 5
         x, _ = xy(tv, lo)
@@ -85,6 +87,7 @@ def similarity_plot(
         d.text((x - 12, top + ph + 6), label, fill=_AXIS, font=small)
     d.rectangle([left, top, left + pw, top + ph], outline=_AXIS)
     d.text((left + pw // 2 - 30, h - 16), "time (seconds)", fill=_AXIS, font=small)
+    d.text((left, top - 18), "cosine similarity", fill=_AXIS, font=small)
 
     pts = [xy(ti, si) for ti, si in zip(t, s)]
     if len(pts) > 1:

@@ -28,7 +28,8 @@ from video.files import is_video_name
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FALLBACK_MODELS", "Startup", "StartupError", "start", "model_candidates", "resolve_hub_library"]
+__all__ = ["FALLBACK_MODELS", "Startup", "StartupError", "start", "model_candidates", "resolve_hub_library",
+           "library_model", "video_files"]
 
 #: Tried in order after the configured model fails to load (offline, not cached, ...).
 FALLBACK_MODELS: tuple[str, ...] = ("bundled:moving-shapes", "random:tiny")
@@ -52,8 +53,8 @@ class Startup:
     attempts: list[str] = field(default_factory=list)
     """One line per model/library that could not be used, with the reason."""
     offline: bool = False
-    video_dirs: list[Path] = field(default_factory=list)
-    """Folders whose videos the page may play."""
+    video_files: list[Path] = field(default_factory=list)
+    """The video files the page may play (the library's own, nothing else in their folders)."""
     media_dirs: list[Path] = field(default_factory=list)
     """The library's thumbnail and poster folders."""
     seconds: float = 0.0
@@ -61,8 +62,8 @@ class Startup:
 
     @property
     def static_dirs(self) -> list[Path]:
-        """Every folder the web server may serve files from (nothing else is served)."""
-        return self.media_dirs + self.video_dirs
+        """Every folder or file the web server may serve (nothing else is served)."""
+        return self.media_dirs + self.video_files
 
     @property
     def fallback(self) -> bool:
@@ -87,9 +88,9 @@ def _hub_needed(config: AppConfig) -> bool:
 # ------------------------------------------------------------------------------------ models
 
 
-def model_candidates(config: AppConfig) -> list[str]:
-    """The configured model, then the fallbacks (deduplicated), in the order they are tried."""
-    out = [config.model_spec]
+def model_candidates(config: AppConfig, library_spec: str | None = None) -> list[str]:
+    """The configured model (or the one the library names), then the fallbacks, in the order tried."""
+    out = [library_spec or config.model_spec]
     if config.fallback:
         out += [s for s in FALLBACK_MODELS if s not in out]
     return out
@@ -101,8 +102,12 @@ def _short_reason(e: BaseException, limit: int = 300) -> str:
 
 
 def _device(config: AppConfig) -> str:
+    """The device the model loads on; on ZeroGPU the CPU (app.gpu moves it inside each GPU handler)."""
+    from app.gpu import on_zero_gpu
     from model.device import resolve_device
 
+    if on_zero_gpu() and config.device == "auto":
+        return "cpu"
     return resolve_device(config.device)
 
 
@@ -212,90 +217,128 @@ def _source_available(lib) -> Path | None:
     return None
 
 
-def _obtain_library(config: AppConfig, model, device: str, progress: Progress | None, attempts: list[str]):
-    """(library, why) for `model`; appends a line to attempts for each option that failed."""
-    from precompute.library import LibraryError, ModelMismatchError, open_library
+class _LibraryContext:
+    """What the library steps share: the settings, the loaded model, where to report."""
 
-    spec = model.spec
+    def __init__(self, config: AppConfig, model, device: str, progress: Progress | None, attempts: list[str],
+                 configured_root: Path | None):
+        self.config, self.model, self.device, self.progress = config, model, device, progress
+        self.attempts, self.configured_root = attempts, configured_root
+        self.spec = model.spec
 
-    def open_checked(root: Path):
+    def open_checked(self, root: Path):
+        from precompute.library import open_library
+
         lib = open_library(root)
-        lib.check_model(model.fingerprint, spec)
+        lib.check_model(self.model.fingerprint, self.spec)
         return lib
 
-    def index_into_cache(source: Path, label: str):
+    def index_into_cache(self, source: Path, label: str):
         """Index source into the app's cache folder for this model (our folder: rebuilt if damaged)."""
-        out = cached_library_path(config, source, model)
+        from precompute.library import LibraryError
+
+        out = cached_library_path(self.config, source, self.model)
         try:
-            return _build(source, out, model, progress, label, device)
+            return _build(source, out, self.model, self.progress, label, self.device)
         except LibraryError as e:
-            _say(progress, f"{out}: {_short_reason(e)}; rebuilding it")
-            return _build(source, out, model, progress, label, device, overwrite=True)
+            _say(self.progress, f"{out}: {_short_reason(e)}; rebuilding it")
+            return _build(source, out, self.model, self.progress, label, self.device, overwrite=True)
 
-    # 1. --library (a folder, or a dataset on the Hub)
-    if config.library:
-        ref = config.library
-        is_hub = ref.startswith("hf-hub:")
+
+def _library_with_videos(ctx: _LibraryContext, root: Path, ref: str):
+    """--library DIR --videos DIR: keep the user's library up to date with their folder."""
+    from precompute.library import LibraryError, ModelMismatchError
+
+    videos = ctx.config.videos
+    if not videos.is_dir():
+        raise LibraryError(f"--videos {videos}: no such folder")
+    try:
+        lib, rep = _build(videos, root, ctx.model, ctx.progress, "library", ctx.device)
+        return lib, f"your library {root} of {videos} ({_freshness(rep)})"
+    except ModelMismatchError as e:
+        ctx.attempts.append(f"Library {ref} is for another model ({_short_reason(e)}); "
+                            f"{videos} was indexed again for {ctx.spec} in the cache folder.")
+        lib, rep = ctx.index_into_cache(videos, "library")
+        return lib, f"your videos folder {videos} ({_freshness(rep)})"
+
+
+def _from_configured_library(ctx: _LibraryContext):
+    """Step 1: --library (a folder, or a dataset on the Hub, resolved once by start())."""
+    from precompute.library import LibraryError, ModelMismatchError, open_library
+
+    ref, root = ctx.config.library, ctx.configured_root
+    if not ref or root is None:
+        return None
+    try:
+        if ctx.config.videos and not ref.startswith("hf-hub:"):
+            return _library_with_videos(ctx, root, ref)
+        if not _has_manifest(root):
+            raise LibraryError(f"{root}: not a library (no manifest.json)")
         try:
-            root = resolve_hub_library(ref) if is_hub else Path(ref).expanduser()
-            if config.videos and not is_hub:
-                if not config.videos.is_dir():
-                    raise LibraryError(f"--videos {config.videos}: no such folder")
-                try:  # the user named both: keep their library up to date with their folder
-                    lib, rep = _build(config.videos, root, model, progress, "library", device)
-                    return lib, f"your library {root} of {config.videos} ({_freshness(rep)})"
-                except ModelMismatchError as e:
-                    attempts.append(f"Library {ref} is for another model ({_short_reason(e)}); "
-                                    f"{config.videos} was indexed again for {spec} in the cache folder.")
-                    lib, rep = index_into_cache(config.videos, "library")
-                    return lib, f"your videos folder {config.videos} ({_freshness(rep)})"
-            if not _has_manifest(root):
-                raise LibraryError(f"{root}: not a library (no manifest.json)")
-            try:
-                return open_checked(root), f"the library you configured ({ref})"
-            except ModelMismatchError:
-                lib = open_library(root)
-                src = _source_available(lib)
-                if src is None:
-                    raise
-                attempts.append(f"Library {ref} was built with model {lib.model_spec!r}, not {spec!r}: "
-                                f"its videos ({src}) were indexed again for {spec}.")
-                lib2, rep = index_into_cache(src, "library")
-                return lib2, f"the videos of {ref}, indexed for {spec} ({_freshness(rep)})"
-        except (LibraryError, OSError, ValueError) as e:
-            attempts.append(f"Could not use library {ref}: {_short_reason(e)}")
+            return ctx.open_checked(root), f"the library you configured ({ref})"
+        except ModelMismatchError:
+            lib = open_library(root)
+            src = _source_available(lib)
+            if src is None:
+                raise
+            ctx.attempts.append(f"Library {ref} was built with model {lib.model_spec!r}, not {ctx.spec!r}: "
+                                f"its videos ({src}) were indexed again for {ctx.spec}.")
+            lib2, rep = ctx.index_into_cache(src, "library")
+            return lib2, f"the videos of {ref}, indexed for {ctx.spec} ({_freshness(rep)})"
+    except (LibraryError, OSError, ValueError) as e:
+        ctx.attempts.append(f"Could not use library {ref}: {_short_reason(e)}")
+    return None
 
-    # 2. --videos: "point it at your folder and search it"
-    if config.videos:
-        src = config.videos
+
+def _from_videos(ctx: _LibraryContext):
+    """Step 2: --videos, "point it at your folder and search it"."""
+    from precompute.library import LibraryError
+
+    src = ctx.config.videos
+    if not src:
+        return None
+    try:
+        if not src.is_dir():
+            raise LibraryError(f"{src}: no such folder")
+        lib, rep = ctx.index_into_cache(src, "library")
+        return lib, f"your videos folder {src} ({_freshness(rep)})"
+    except (LibraryError, OSError, ValueError) as e:
+        ctx.attempts.append(f"Could not index videos folder {src}: {_short_reason(e)}")
+    return None
+
+
+def _default_library(ctx: _LibraryContext):
+    """Step 3: the model's own default (the bundled library, or the sample clips)."""
+    from precompute.library import LibraryError
+
+    if ctx.spec == "bundled:moving-shapes":
+        if not _has_manifest(BUNDLED_LIBRARY):
+            ctx.attempts.append(f"The bundled library {BUNDLED_LIBRARY} is missing (a broken checkout: "
+                                "`git checkout assets/` restores it).")
+            return None
         try:
-            if not src.is_dir():
-                raise LibraryError(f"{src}: no such folder")
-            lib, rep = index_into_cache(src, "library")
-            return lib, f"your videos folder {src} ({_freshness(rep)})"
-        except (LibraryError, OSError, ValueError) as e:
-            attempts.append(f"Could not index videos folder {src}: {_short_reason(e)}")
+            return ctx.open_checked(BUNDLED_LIBRARY), "the moving-shapes library bundled with this model"
+        except LibraryError as e:
+            ctx.attempts.append(f"Bundled library {BUNDLED_LIBRARY.name}: {_short_reason(e)}")
+            return None
+    found = SAMPLE_VIDEOS.glob("*") if SAMPLE_VIDEOS.is_dir() else []
+    if not any(is_video_name(p) for p in found):
+        ctx.attempts.append(f"No sample clips found in {SAMPLE_VIDEOS}.")
+        return None
+    try:
+        lib, rep = ctx.index_into_cache(SAMPLE_VIDEOS, "sample library")
+        return lib, f"the {len(lib)} sample clips in assets/videos ({_freshness(rep)})"
+    except (LibraryError, OSError, ValueError) as e:
+        ctx.attempts.append(f"Could not index the sample clips: {_short_reason(e)}")
+    return None
 
-    # 3. the model's own default library
-    if spec == "bundled:moving-shapes":
-        if _has_manifest(BUNDLED_LIBRARY):
-            try:
-                return open_checked(BUNDLED_LIBRARY), "the moving-shapes library bundled with this model"
-            except LibraryError as e:
-                attempts.append(f"Bundled library {BUNDLED_LIBRARY.name}: {_short_reason(e)}")
-        else:
-            attempts.append(f"The bundled library {BUNDLED_LIBRARY} is missing.")
-    else:
-        samples = [p for p in SAMPLE_VIDEOS.glob("*") if is_video_name(p)] if SAMPLE_VIDEOS.is_dir() else []
-        if samples:
-            try:
-                lib, rep = index_into_cache(SAMPLE_VIDEOS, "sample library")
-                return lib, f"the {len(lib)} sample clips in assets/videos ({_freshness(rep)})"
-            except (LibraryError, OSError, ValueError) as e:
-                attempts.append(f"Could not index the sample clips: {_short_reason(e)}")
-        else:
-            attempts.append(f"No sample clips found in {SAMPLE_VIDEOS}.")
 
+def _obtain_library(ctx: _LibraryContext):
+    """(library, why) for ctx.model, trying each step in order; (None, "") when none worked."""
+    for step in (_from_configured_library, _from_videos, _default_library):
+        got = step(ctx)
+        if got is not None:
+            return got
     return None, ""
 
 
@@ -335,26 +378,21 @@ def _media_dirs(lib) -> list[Path]:
     return [d.resolve() for d in (lib.root / THUMBS, lib.root / POSTERS) if d.is_dir()]
 
 
-def _video_dirs(lib, config: AppConfig, max_dirs: int = 200, max_scan: int = 5000) -> list[Path]:
-    """The folders holding the library's videos (only those are served).
+def video_files(lib) -> list[Path]:
+    """The library's own video files that exist here: the only videos the page may play.
 
-    Small libraries: exactly the folders that hold its videos. Large ones (or videos spread over many
-    folders): the configured video folder and the library's source folder themselves.
+    Exact files, never their folders: a folder may hold other files (notes, private clips) that were
+    never indexed.
     """
-    roots = [Path(r).resolve() for r in (config.videos, getattr(lib, "source_root", None)) if r and Path(r).is_dir()]
-    if len(lib) > max_scan:
-        return roots
-    parents: set[Path] = set()
+    files = getattr(lib, "video_files", None)  # precompute's own list, when it offers one
+    if callable(files):
+        return [Path(p).resolve() for p in files()]
+    out = []
     for i in range(len(lib)):
         p = lib.path_of(i)
         if p is not None:
-            parents.add(p.resolve().parent)
-            if len(parents) > max_dirs:
-                return roots
-    keep = sorted(parents)
-    if roots:  # never serve a folder outside the configured video folders or the library's source
-        keep = [d for d in keep if any(d.is_relative_to(r) for r in roots)]
-    return keep
+            out.append(p.resolve())
+    return out
 
 
 def read_caption_bank(path: Path) -> list[str]:
@@ -364,80 +402,106 @@ def read_caption_bank(path: Path) -> list[str]:
     return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
 
 
+def _go_offline_if_needed(config: AppConfig, progress: Progress | None) -> bool:
+    """Probe the Hub once when the settings need it; True when the app runs from the local cache."""
+    if not _hub_needed(config):
+        return False
+    from app.network import go_offline_if_unreachable
+    from model.hub import hub_offline
+
+    preset = hub_offline()
+    offline = go_offline_if_unreachable()
+    if offline and not preset:
+        _say(progress, "the Hugging Face Hub is unreachable: using the local cache only (HF_HUB_OFFLINE=1)")
+    return offline
+
+
+def _configured_library_root(config: AppConfig, attempts: list[str]) -> Path | None:
+    """--library as a local folder (a Hub dataset is downloaded or found in the cache), once per start."""
+    from precompute.library import LibraryError
+
+    if not config.library:
+        return None
+    try:
+        if config.library.startswith("hf-hub:"):
+            return resolve_hub_library(config.library)
+        return Path(config.library).expanduser()
+    except (LibraryError, OSError, ValueError) as e:
+        attempts.append(f"Could not use library {config.library}: {_short_reason(e)}")
+        return None
+
+
+def library_model(root: Path | None) -> str | None:
+    """The model spec a library's manifest names (None when unreadable): what --library alone loads."""
+    import json
+
+    if root is None or not _has_manifest(root):
+        return None
+    try:
+        spec = json.loads((root / "manifest.json").read_text(encoding="utf-8")).get("model")
+    except (OSError, ValueError):
+        return None
+    return spec.strip() if isinstance(spec, str) and spec.strip() else None
+
+
+def _reason(spec: str, first: bool, config: AppConfig, from_library: bool) -> str:
+    if not first:
+        why = "the fallback model"
+    elif from_library:
+        why = "the model named in the library's manifest"
+    else:
+        why = "the model you configured" if config.model_explicit else "the default model"
+    return why
+
+
 def start(config: AppConfig, progress: Progress | None = print) -> Startup:
     """Load a model and a library for it (with fallbacks), and build the engine. Raises StartupError."""
-    from app.engine import Limits, SearchEngine
+    from model import load_model
 
     t0 = time.perf_counter()
     attempts: list[str] = []
-    offline = False
-    if _hub_needed(config):
-        from app.network import go_offline_if_unreachable
-        from model.hub import hub_offline
-
-        preset = hub_offline()
-
-        offline = go_offline_if_unreachable()
-        if offline and not preset:
-            _say(progress, "the Hugging Face Hub is unreachable: using the local cache only (HF_HUB_OFFLINE=1)")
-    from model import load_model
-
+    offline = _go_offline_if_needed(config, progress)
+    root = _configured_library_root(config, attempts)
+    lib_spec = None if config.model_explicit else library_model(root)
     device = _device(config)
-    bank = read_caption_bank(config.caption_bank)
-    limits = Limits(max_upload_bytes=config.max_upload_bytes, max_video_seconds=config.max_video_seconds)
-    first = True
-    for spec in model_candidates(config):
+    for n, spec in enumerate(model_candidates(config, lib_spec)):
         _say(progress, f"loading model {spec} ...")
         try:
             model = load_model(spec, device=device)
         except Exception as e:  # noqa: BLE001 - every loader failure means: try the next model
             needs_hub = spec.startswith(("clip:", "hf-hub:"))
             why = "no network and not in the local cache" if offline and needs_hub else _short_reason(e)
-            attempts.append(f"Could not load model {spec}: {why}")
+            named = " (named in the library's manifest)" if n == 0 and lib_spec else ""
+            attempts.append(f"Could not load model {spec}{named}: {why}")
             _say(progress, attempts[-1])
-            first = False
             continue
-        lib, lib_reason = _obtain_library(config, model, device, progress, attempts)
+        ctx = _LibraryContext(config, model, device, progress, attempts, root)
+        lib, lib_reason = _obtain_library(ctx)
         if lib is None:
             attempts.append(f"No library could be used with model {spec}.")
-            first = False
             continue
-        attached = attach_folder_captions(lib)
-        if attached:
-            _say(progress, f"captions for {attached} videos read from {lib.source_root}/captions.json")
-        video_dirs = _video_dirs(lib, config)
-        engine = SearchEngine(model, lib, caption_bank=bank, limits=limits, served_dirs=video_dirs,
-                              cache_dir=config.cache_dir)
-        if not bank:
-            engine.notes.append(f"No caption bank at {config.caption_bank}: "
-                                "the Describe tab ranks library captions only.")
-        if first:
-            model_reason = "the model you configured" if config.model_explicit else "the default model"
-        else:
-            model_reason = "the fallback model"
-        if spec == "random:tiny":
-            model_reason += " (random weights: rankings are meaningless, for tests only)"
-        st = Startup(engine=engine, model_spec=spec, model_reason=model_reason, library_root=lib.root,
-                     library_reason=lib_reason, attempts=attempts, offline=offline, video_dirs=video_dirs,
-                     media_dirs=_media_dirs(lib), seconds=time.perf_counter() - t0)
+        st = _serve(config, model, lib, lib_reason, attempts, offline, progress)
+        st.model_reason = _reason(spec, n == 0, config, bool(lib_spec))
+        st.seconds = time.perf_counter() - t0
         _say(progress, f"serving model {spec} with library {lib.root} ({len(lib)} videos), ready in {st.seconds:.1f}s")
         return st
     raise StartupError("Nothing can be served:\n" + "\n".join(f"- {a}" for a in attempts))
 
 
-def banner_markdown(st: Startup) -> str:
-    """Plain words for the top of the page: which model and library, and why."""
-    eng = st.engine
-    lib = eng.library
-    index = lib.manifest.get("index", {})
-    index_type = index.get("type") or index.get("factory") if isinstance(index, dict) else str(index)
-    fp = eng.fingerprint
-    lines = []
-    if st.attempts:
-        lines.append(("Offline: " if st.offline else "Note: ") + " ".join(a.rstrip(".") + "." for a in st.attempts)
-                     + f" Using `{st.model_spec}` with {st.library_reason}.")
-    lines.append(
-        f"**Model:** `{st.model_spec}` (fingerprint `{fp}`), {st.model_reason}. "
-        f"**Library:** `{lib.root.name}`, {len(lib)} videos, {index_type or 'Flat'} index: {st.library_reason}."
-    )
-    return "\n\n".join(lines)
+def _serve(config: AppConfig, model, lib, lib_reason: str, attempts: list[str], offline: bool,
+           progress: Progress | None) -> Startup:
+    """The engine over a loaded model and library, and what the page says about them."""
+    from app.engine import SearchEngine
+
+    attached = attach_folder_captions(lib)
+    if attached:
+        _say(progress, f"captions for {attached} videos read from {lib.source_root}/captions.json")
+    bank = read_caption_bank(config.caption_bank)
+    files = video_files(lib)
+    engine = SearchEngine(model, lib, caption_bank=bank, limits=config.limits(), served_files=files,
+                          cache_dir=config.cache_dir)
+    if not bank:
+        engine.notes.append(f"No caption bank at {config.caption_bank}: the Describe tab ranks library captions only.")
+    return Startup(engine=engine, model_spec=model.spec, model_reason="", library_root=lib.root,
+                   library_reason=lib_reason, attempts=attempts, offline=offline, video_files=files,
+                   media_dirs=_media_dirs(lib))

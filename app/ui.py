@@ -1,341 +1,213 @@
-"""The Gradio page: Search, Describe a video, Library. All logic lives in app.engine.
+"""The Gradio page, built per tab: Search, Describe a video, Library. Logic lives in app.engine,
+the words in app.pages, the event handlers in app.handlers.
 
-Event API (callable with gradio_client; every event has an explicit api_name):
-- /search (query: str, k: int) -> (gallery [{image, caption}], status markdown)
-- /describe (video: {"video": handle_file(path)}) ->
-      (status, generated caption, frame strip, bank captions table, library captions table, similar gallery)
-- /similarity (query: str, video_id: str) -> dict with timestamps, scores, best moment
-- /library_info () -> dict: model, fingerprint, videos, index, settings, failures
-Handlers never raise on bad input: they return a message for the page.
+Event API (every event has an explicit api_name; callable with gradio_client):
+- /search_videos (query: str, k: int) -> JSON text {"ok", "message", "query", "hits": [{rank, id, video, start,
+  end, score, caption, thumbnail, ...}]} and /describe_video (video_id: str): see app.mcp (also MCP tools)
+- /describe_upload (video: {"video": handle_file(path)}) -> {"ok", "message", "caption", "confidence",
+  "nearest_score", "ranked_captions", "similar": [hits]}
+- /similarity (query: str, video_id: str) -> {timestamps, scores, best_time, best_score}
+- /library_info () -> model, fingerprint, videos, index, settings, failures
+- /search and /describe: what the page itself shows (gallery and Markdown).
 """
 
 from __future__ import annotations
 
-import functools
-import html
-import logging
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from PIL import Image
 
-from app.engine import Hit, SearchEngine
+from app import pages
+from app.gpu import gpu_handler
+from app.handlers import LIBRARY_GRID, Handlers
 from app.mcp import register_tools
-from app.render import format_time, frame_strip, similarity_plot
-from app.startup import Startup, banner_markdown
+from app.startup import Startup
 
-log = logging.getLogger(__name__)
+__all__ = ["build_demo", "launch_kwargs", "CSS", "banner"]
 
-__all__ = ["build_demo", "launch_kwargs", "CSS"]
-
-BROWSER_CODECS = {"h264", "vp8", "vp9", "av1", "theora"}
-BROWSER_SUFFIXES = {".mp4", ".m4v", ".webm", ".ogg", ".ogv"}
-
+# Colours: text on white at >= 4.5:1 (WCAG AA); a focus ring that cannot be missed; a gallery of 1-2
+# columns on a phone with captions under (not over) the thumbnails and no inner scrolling.
 CSS = """
-#banner { font-size: 0.95em; }
-#results .caption-label { white-space: normal; }
-#best-moment { font-size: 1.05em; }
+.gradio-container { max-width: 1200px !important; }
+.gradio-container, .gradio-container .prose, .gradio-container label span { color: #1f2937; }
+#banner { font-size: 0.92em; }
+#banner p { margin: 0.2em 0; }
+.gradio-container span[data-testid="block-info"], .gradio-container .label-wrap span { color: #1f2937 !important; }
+footer, footer a, footer button { color: #374151 !important; }
+:focus-visible, textarea:focus, input:focus { outline: 3px solid #1d4ed8 !important; outline-offset: 2px; }
+.gallery-grid .caption-label, #results .caption-label, #similar .caption-label, #library-grid .caption-label {
+  position: static !important; white-space: normal !important; overflow: visible !important;
+  background: #ffffff !important; color: #111827 !important; text-overflow: clip !important;
+  max-width: 100% !important; margin: 0 !important; padding: 2px 4px !important; font-size: 0.85em;
+}
+.gallery-grid .thumbnail-item, #results .thumbnail-item, #similar .thumbnail-item, #library-grid .thumbnail-item {
+  flex-direction: column !important; height: auto !important; aspect-ratio: auto !important;
+}
+#results .grid-wrap, #similar .grid-wrap, #library-grid .grid-wrap {
+  max-height: none !important; overflow: visible !important;
+}
+@media (max-width: 640px) {
+  #results .grid-container, #similar .grid-container, #library-grid .grid-container {
+    grid-template-columns: repeat(2, minmax(0, 1fr)) !important;
+  }
+  .gradio-container { padding: 4px !important; }
+  #banner { font-size: 0.8em; }
+}
 """
 
-_PLACEHOLDER: Image.Image | None = None
+#: Moves the player into view and starts it (Gradio sets the start position from the handler).
+SCROLL_AND_PLAY = """() => { setTimeout(() => {
+  const v = document.querySelector('#result-video video');
+  const target = v || document.querySelector('#result-info');
+  if (target) target.scrollIntoView({block: 'center', behavior: 'instant'});
+  if (v) { v.muted = true; v.play().catch(() => {}); }
+}, 400); }"""
 
 
-def _placeholder() -> Image.Image:
-    global _PLACEHOLDER
-    if _PLACEHOLDER is None:
-        _PLACEHOLDER = Image.new("RGB", (160, 120), (210, 210, 210))
-    return _PLACEHOLDER
+def banner(st: Startup) -> str:
+    lib = st.engine.library
+    return pages.banner_markdown(st.model_spec, st.model_reason, lib.root.name, len(lib), st.library_reason,
+                                 st.attempts, st.offline)
 
 
-@functools.lru_cache(maxsize=4096)
-def browser_playable(path: str) -> bool:
-    """True for mp4/webm/ogg files whose video codec browsers decode (H.264, VP8/9, AV1, Theora)."""
-    p = Path(path)
-    if p.suffix.lower() not in BROWSER_SUFFIXES:
-        return False
-    try:
-        import av
-
-        with av.open(str(p), metadata_errors="ignore") as c:
-            if not c.streams.video:
-                return False
-            return c.streams.video[0].codec_context.name in BROWSER_CODECS
-    except Exception:
-        return False
+def _examples(st: Startup) -> list[str]:
+    fallback = pages.SHAPES_EXAMPLES if st.model_spec.startswith("bundled:") else pages.GENERIC_EXAMPLES
+    return pages.example_queries([r.captions for r in st.engine.library.records], fallback=fallback)
 
 
-def _gallery(hits: list[Hit]) -> list[tuple[Any, str]]:
-    items = []
-    for h in hits:
-        img = h.poster or h.thumbnail
-        items.append((str(img) if img else _placeholder(), f"{h.rank}. {h.label}"))
-    return items
+def _player(prefix: str) -> tuple[gr.Video, gr.Image, gr.Markdown]:
+    video = gr.Video(label="Selected video", elem_id=f"{prefix}-video", visible=False, interactive=False,
+                     height=320, loop=True, autoplay=True)
+    strip = gr.Image(label="Sampled frames", elem_id=f"{prefix}-strip", visible=False, interactive=False)
+    return video, strip, gr.Markdown(elem_id=f"{prefix}-info")
 
 
-def _md_escape(text: str) -> str:
-    text = html.escape(text, quote=False)
-    for ch in "*_`#|":
-        text = text.replace(ch, "\\" + ch)
-    return text
+def _search_tab(h: Handlers, gpu) -> None:
+    limits, lib = h.engine.limits, h.engine.library
+    examples = _examples(h.st)
+    with gr.Row(equal_height=True):
+        query = gr.Textbox(label="Describe the video you are looking for", elem_id="query", scale=5,
+                           placeholder="e.g. " + examples[0], max_lines=3)
+        k = gr.Slider(1, limits.max_k, value=min(limits.default_k, max(1, len(lib))), step=1,
+                      label="Number of results", elem_id="k", scale=2, min_width=160)
+        go = gr.Button("Search", variant="primary", elem_id="search-btn", scale=1, min_width=100)
+    ex = gr.Examples([[q] for q in examples], inputs=[query], label="Example queries", cache_examples=False,
+                     elem_id="search-examples", api_name="fill_search_example", api_visibility="private")
+    first, first_status, first_state = h.first_screen()
+    status = gr.Markdown(first_status, elem_id="search-status")
+    gallery = gr.Gallery(first, label="Results", elem_id="results", columns=4, allow_preview=False,
+                         object_fit="contain", height="auto")
+    state = gr.State(first_state)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            video, strip, info = _player("result")
+        with gr.Column(scale=1, min_width=280):
+            plot = gr.HTML(visible=False, elem_id="similarity-plot", label="Query similarity over the frames")
+            moment = gr.Markdown(elem_id="best-moment")
+    selection = [video, strip, info, plot, moment]
+    search = gpu(h.search)
+    gr.on([go.click, query.submit], search, inputs=[query, k], outputs=[gallery, status, state],
+          api_name="search", concurrency_id="search").then(
+        h.clear_selection, None, selection, api_name="clear_selection", api_visibility="private", queue=False)
+    ex.load_input_event.then(search, inputs=[query, k], outputs=[gallery, status, state],
+                             api_name="run_search_example", api_visibility="private", concurrency_id="search").then(
+        h.clear_selection, None, selection, api_name="clear_selection_example", api_visibility="private",
+        queue=False)
+    gallery.select(gpu(h.select), inputs=[state], outputs=selection, api_name="select_result",
+                   api_visibility="private", concurrency_id="search").then(
+        None, None, None, js=SCROLL_AND_PLAY, api_visibility="private", queue=False)
 
 
-def _warn(message: str) -> str:
-    return f"⚠️ {_md_escape(message)}"
+def _describe_tab(h: Handlers, gpu, concurrency: int) -> None:
+    limits = h.engine.limits
+    with gr.Row():
+        with gr.Column(scale=1, min_width=280):
+            upload = gr.Video(label=f"Upload a video (up to {limits.max_upload_bytes / 2**20:.0f} MB, "
+                                    f"{limits.max_video_seconds / 60:.0f} min)",
+                              sources=["upload"], include_audio=True, elem_id="upload")
+            btn = gr.Button("Describe", variant="primary", elem_id="describe-btn")
+            samples = [str(p) for p in (h.engine.video_path(i) for i in range(min(len(h.engine.library), 200)))
+                       if p is not None][:4]
+            ex = (gr.Examples([[s] for s in samples], inputs=[upload], label="Library videos to try",
+                              cache_examples=False, api_name="fill_describe_example", elem_id="describe-examples",
+                              api_visibility="private") if samples else None)
+        with gr.Column(scale=1, min_width=280):
+            status = gr.Markdown(elem_id="describe-status")
+            generated = gr.Markdown(elem_id="generated-caption")
+            strip = gr.Image(label="Sampled frames", elem_id="upload-strip", interactive=False)
+    bank = gr.Dataframe(headers=["caption", "score"], label="Caption bank matches", elem_id="bank-captions",
+                        interactive=False, wrap=True)
+    libc = gr.Dataframe(headers=["caption", "score", "video"], label="Library caption matches",
+                        elem_id="library-captions", interactive=False, wrap=True)
+    similar = gr.Gallery(label="Similar library videos (select one to play it)", elem_id="similar", columns=4,
+                         allow_preview=False, object_fit="contain", height="auto")
+    similar_rows = gr.State([])
+    with gr.Row():
+        video, vstrip, info = _player("similar")
+    api_out = gr.JSON(visible=False)
+    api_btn = gr.Button(visible=False)
+    outputs = [status, generated, strip, bank, libc, similar, similar_rows]
+    describe = gpu(h.describe)
+    gr.on([btn.click, upload.upload], describe, inputs=[upload], outputs=outputs, api_name="describe",
+          concurrency_limit=concurrency, concurrency_id="describe")
+    if ex is not None:
+        ex.load_input_event.then(describe, inputs=[upload], outputs=outputs, api_name="run_describe_example",
+                                 api_visibility="private", concurrency_id="describe", concurrency_limit=concurrency)
+    api_btn.click(gpu(h.describe_upload), inputs=[upload], outputs=[api_out], api_name="describe_upload",
+                  concurrency_id="describe", concurrency_limit=concurrency)
+    similar.select(h.select_similar, inputs=[similar_rows], outputs=[video, vstrip, info],
+                   api_name="select_similar", api_visibility="private")
 
 
-def _library_markdown(engine: SearchEngine, st: Startup) -> str:
-    info = engine.info()
-    idx = info["index"] or {}
-    rows = [
-        ("Model", f"`{info['model']}` ({st.model_reason})"),
-        ("Model fingerprint", f"`{info['model_fingerprint']}`"),
-        ("Captioning head", info["captioning_head"]),
-        ("Library", f"`{info['library']}` ({st.library_reason})"),
-        ("Library built with", f"`{info['library_model']}` (fingerprint `{info['library_fingerprint']}`)"),
-        ("Videos", f"{info['videos']:,}"),
-        ("Frames per video", str(info["frames_per_video"])),
-        ("Embedding size", str(info["dim"])),
-        ("Index", ", ".join(f"{k}: {v}" for k, v in idx.items() if v not in (None, "", {})) or "Flat"),
-        ("Caption bank", f"{info['caption_bank']:,} captions"),
-        ("Library captions", f"{info['library_captions']:,}"),
-    ]
-    if info.get("created"):
-        rows.append(("Built", str(info["created"])))
-    out = ["### Model and library", "", "| | |", "|---|---|"]
-    out += [f"| {k} | {v} |" for k, v in rows]
-    settings = info.get("settings") or {}
-    if settings:
-        out += ["", "### Build settings", "", "| setting | value |", "|---|---|"]
-        out += [f"| {k} | `{v}` |" for k, v in settings.items()]
-    fails = info.get("failures") or []
-    out += ["", f"### Failures ({len(fails)})", ""]
-    if fails:
-        out += ["| file | reason |", "|---|---|"]
-        for f in fails[:200]:
-            where = _md_escape(str(f.get("path", f.get("id", "?"))))
-            why = _md_escape(str(f.get("reason", f.get("error", ""))))
-            out.append(f"| {where} | {why} |")
-        if len(fails) > 200:
-            out.append(f"\n… and {len(fails) - 200} more (see failures.jsonl in the library).")
-    else:
-        out.append("Every video was indexed.")
-    notes = info.get("notes") or []
-    if st.attempts or notes:
-        out += ["", "### Start-up notes", ""] + [f"- {_md_escape(a)}" for a in [*st.attempts, *notes]]
-    return "\n".join(out)
+def _library_tab(h: Handlers) -> None:
+    hits = h.library_hits(LIBRARY_GRID)
+    gr.Markdown(pages.library_summary_markdown(len(h.engine.library), len(hits), h.st.library_reason),
+                elem_id="library-summary")
+    grid = gr.Gallery(h.gallery(hits, with_score=False), label="Library videos", elem_id="library-grid",
+                      columns=5, allow_preview=False, object_fit="contain", height="auto")
+    with gr.Row():
+        video, strip, info = _player("browse")
+    with gr.Accordion("Technical details (model, fingerprints, index, failures)", open=False,
+                      elem_id="library-details"):
+        gr.Markdown(pages.library_details_markdown(h.engine.info(), h.st.model_reason, h.st.library_reason,
+                                                   h.st.attempts), elem_id="library-info")
+    grid.select(h.select_library, None, [video, strip, info], api_name="select_library", api_visibility="private")
 
 
-def example_queries(engine: SearchEngine, n: int = 6) -> list[str]:
-    """A few first captions spread over the library (what the model was shown to know)."""
-    recs = engine.library.records
-    out: list[str] = []
-    if recs:
-        step = max(1, len(recs) // n)
-        for r in recs[::step]:
-            if r.captions and r.captions[0] not in out:
-                out.append(r.captions[0])
-            if len(out) >= n:
-                break
-    return out or ["a person walks down the street", "a dog runs on the beach", "cars drive at night"]
+def build_demo(st: Startup, config: Any = None, spaces: Any = None) -> gr.Blocks:
+    """The page. Call gr.set_static_paths(st.static_dirs) first (app.main.create_app does).
 
+    spaces: the ZeroGPU `spaces` module (found automatically on a ZeroGPU Space; tests pass a stand-in).
+    """
+    h = Handlers(st)
+    model = st.engine.model
 
-def build_demo(st: Startup, config=None) -> gr.Blocks:
-    """The page. Call gr.set_static_paths(st.static_dirs) first (launch() in app.main does)."""
-    engine: SearchEngine = st.engine  # type: ignore[assignment]
-    limits = engine.limits
+    def gpu(fn):
+        return gpu_handler(fn, model, spaces)
 
-    # ------------------------------------------------------------------ handlers
-    def search(query: str, k: float) -> tuple[list, str, dict]:
-        """Search the library by text; returns the gallery of results and a status line."""
-        try:
-            res = engine.search(query, k)
-        except Exception as e:  # a bug must not take the page down: say so and keep serving
-            log.exception("search failed")
-            return [], _warn(f"Search failed: {type(e).__name__}: {e}"), {}
-        if not res.ok:
-            return [], _warn(res.message), {}
-        status = (f"**{len(res.hits)}** results for “{_md_escape(res.query)}” "
-                  f"({res.seconds * 1000:.0f} ms). Select one to see where it matches best.")
-        if res.message:
-            status += "\n\n" + _warn(res.message)
-        state = {"query": res.query, "rows": [h.index for h in res.hits], "scores": [h.score for h in res.hits]}
-        return _gallery(res.hits), status, state
-
-    def clear_selection():
-        return (gr.update(value=None, visible=False), gr.update(value=None, visible=False), "", None, "")
-
-    def select(state: dict, evt: gr.SelectData):
-        hidden = gr.update(value=None, visible=False)
-        try:
-            rows = (state or {}).get("rows") or []
-            i = evt.index if isinstance(evt.index, int) else (evt.index[0] if evt.index else 0)
-            if not rows or not 0 <= i < len(rows):
-                return hidden, hidden, "Search first, then select a result.", None, ""
-            row = rows[i]
-            score = state["scores"][i]
-            rec = engine.library.records[row]
-            sim = engine.frame_similarity(state["query"], row)
-            video = engine.video_path(row)
-            best_t = sim.best_time if sim.ok else None
-            if video is not None and browser_playable(str(video)):
-                v = gr.update(value=str(video), visible=True, playback_position=float(best_t or 0.0))
-                s = hidden
-                note = ""
-            else:
-                strip = engine.library.media_path(rec.thumbnail) or engine.library.media_path(rec.poster)
-                v = hidden
-                s = gr.update(value=str(strip) if strip else None, visible=strip is not None)
-                note = ("\n\n*The video file is not available here; showing its sampled frames.*" if video is None
-                        else "\n\n*This format does not play in browsers; showing its sampled frames.*")
-            caps = rec.captions or []
-            info = [f"### {_md_escape(rec.id)}",
-                    f"Score **{score:.3f}** · duration {format_time(rec.duration or 0)} · {len(caps)} caption(s)"]
-            info += [f"- {_md_escape(c)}" for c in caps[:10]]
-            if rec.generated_caption:
-                info.append(f"\nGenerated caption: *{_md_escape(rec.generated_caption)}*")
-            if not sim.ok:
-                return v, s, "\n".join(info) + note, None, _warn(sim.message)
-            plot = similarity_plot(sim.timestamps, sim.scores, sim.best, duration=sim.duration or None)
-            moment = (f"Best-matching moment: **{format_time(best_t)}** ({best_t:.2f} s), similarity "
-                      f"{sim.best_score:.3f} over {len(sim.scores)} sampled frames.")
-            return v, s, "\n".join(info) + note, plot, moment
-        except Exception as e:
-            log.exception("select failed")
-            return hidden, hidden, _warn(f"Could not show this result: {type(e).__name__}: {e}"), None, ""
-
-    def describe(video: str | None):
-        """Describe an uploaded video: generated caption, ranked captions, similar library videos."""
-        empty_tbl = None
-        try:
-            d = engine.describe(video)
-        except Exception as e:
-            log.exception("describe failed")
-            return _warn(f"Describe failed: {type(e).__name__}: {e}"), "", None, empty_tbl, empty_tbl, []
-        if not d.ok:
-            return _warn(d.message), "", None, empty_tbl, empty_tbl, []
-        status = f"Described a {d.duration:.1f} s video from {len(d.timestamps)} sampled frames in {d.seconds:.1f} s."
-        if d.message:
-            status += "\n\n" + _warn(d.message)
-        gen = (f"**Generated caption:** {_md_escape(d.generated_caption)}" if d.generated_caption
-               else f"*{_md_escape(d.captioner_note or 'No generated caption.')}*")
-        strip = frame_strip(d.frames, height=120, columns=4) if d.frames is not None and len(d.frames) else None
-        bank = [[c.caption, round(c.score, 4)] for c in d.bank]
-        libc = [[c.caption, round(c.score, 4), c.source] for c in d.library_captions]
-        return status, gen, strip, bank or empty_tbl, libc or empty_tbl, _gallery(d.similar)
-
-    try:  # ZeroGPU on Spaces: only the handler that runs the video tower asks for a GPU
-        import spaces  # type: ignore[import-not-found]
-
-        describe = spaces.GPU(describe)
-    except ImportError:
-        pass
-
-    def similarity(query: str, video_id: str) -> dict:
-        """Similarity of a query to each sampled frame of one library video (by id), in time order."""
-        sim = engine.frame_similarity(query, video_id)
-        return {"ok": sim.ok, "message": sim.message, "video_id": sim.video_id, "timestamps": sim.timestamps,
-                "scores": sim.scores, "best_time": sim.best_time, "best_score": sim.best_score}
-
-    def library_info() -> dict:
-        """Model spec and fingerprint, library size, index type, build settings and failures."""
-        return engine.info()
-
-    # ------------------------------------------------------------------ layout
     with gr.Blocks(title="Prompt Switch video search") as demo:
-        gr.Markdown("# Prompt Switch video search\nSearch a video library by describing what happens, "
-                    "or upload a clip to describe it.")
-        gr.Markdown(banner_markdown(st), elem_id="banner")
+        gr.Markdown(pages.header_markdown(), elem_id="header")
+        gr.Markdown(banner(st), elem_id="banner")
         with gr.Tabs():
             with gr.Tab("Search", id="search"):
-                with gr.Row(equal_height=True):
-                    query = gr.Textbox(label="Describe the video you are looking for", elem_id="query", scale=5,
-                                       placeholder="e.g. " + example_queries(engine, 1)[0], max_lines=3)
-                    k = gr.Slider(1, limits.max_k, value=min(limits.default_k, max(1, len(engine.library))), step=1,
-                                  label="Number of results", elem_id="k", scale=2)
-                    go = gr.Button("Search", variant="primary", elem_id="search-btn", scale=1)
-                search_examples = gr.Column()
-                status = gr.Markdown(label="status", elem_id="search-status")
-                gallery = gr.Gallery(label="Results", elem_id="results", columns=5, allow_preview=False,
-                                     object_fit="contain")
-                state = gr.State({})
-                with search_examples:
-                    search_ex = gr.Examples([[q] for q in example_queries(engine)], inputs=[query],
-                                            label="Example queries", cache_examples=False, elem_id="search-examples",
-                                            api_name="fill_search_example", api_visibility="private")
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        video = gr.Video(label="Selected video", elem_id="result-video", visible=False,
-                                         interactive=False, height=320, loop=True)
-                        strip = gr.Image(label="Sampled frames", elem_id="result-strip", visible=False,
-                                         interactive=False)
-                        info = gr.Markdown(elem_id="result-info")
-                    with gr.Column(scale=1):
-                        plot = gr.Image(label="Query similarity over the sampled frames", elem_id="similarity-plot",
-                                        interactive=False, format="png")
-                        moment = gr.Markdown(elem_id="best-moment")
+                _search_tab(h, gpu)
             with gr.Tab("Describe a video", id="describe"):
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        upload = gr.Video(label=f"Upload a video (up to {limits.max_upload_bytes / 2**20:.0f} MB, "
-                                                f"{limits.max_video_seconds / 60:.0f} min)",
-                                          sources=["upload"], include_audio=True, elem_id="upload")
-                        describe_btn = gr.Button("Describe", variant="primary", elem_id="describe-btn")
-                        samples = [str(p) for p in (engine.video_path(i) for i in range(min(len(engine.library), 200)))
-                                   if p is not None][:4]
-                        example_box = gr.Column()
-                    with gr.Column(scale=1):
-                        d_status = gr.Markdown(label="status", elem_id="describe-status")
-                        generated = gr.Markdown(label="generated_caption", elem_id="generated-caption")
-                        d_strip = gr.Image(label="Sampled frames", elem_id="upload-strip", interactive=False)
-                bank_tbl = gr.Dataframe(headers=["caption", "score"], label="Caption bank matches",
-                                        elem_id="bank-captions", interactive=False, wrap=True)
-                lib_tbl = gr.Dataframe(headers=["caption", "score", "video"], label="Library caption matches",
-                                       elem_id="library-captions", interactive=False, wrap=True)
-                similar = gr.Gallery(label="Similar library videos", elem_id="similar", columns=6,
-                                     allow_preview=False, object_fit="contain", height="auto")
-                describe_ex = None
-                if samples:
-                    with example_box:
-                        describe_ex = gr.Examples([[s] for s in samples], inputs=[upload],
-                                                  label="Library videos to try",
-                                                  cache_examples=False, api_name="fill_describe_example",
-                                                  elem_id="describe-examples",
-                                                  api_visibility="private")
+                _describe_tab(h, gpu, getattr(config, "describe_concurrency", 1))
             with gr.Tab("Library", id="library"):
-                gr.Markdown(_library_markdown(engine, st), elem_id="library-info")
-
-        # ------------------------------------------------------------------ events
-        selection = [video, strip, info, plot, moment]
-        gr.on([go.click, query.submit], search, inputs=[query, k], outputs=[gallery, status, state],
-              api_name="search", concurrency_id="search").then(
-            clear_selection, None, selection, api_name="clear_selection", api_visibility="private", queue=False)
-        search_ex.load_input_event.then(
-            search, inputs=[query, k], outputs=[gallery, status, state], api_name="run_search_example",
-            api_visibility="private", concurrency_id="search").then(
-            clear_selection, None, selection, api_name="clear_selection_example", api_visibility="private", queue=False)
-        gallery.select(select, inputs=[state], outputs=[video, strip, info, plot, moment], api_name="select_result",
-                       api_visibility="private", concurrency_id="search")
-        gr.on([describe_btn.click, upload.upload], describe, inputs=[upload],
-              outputs=[d_status, generated, d_strip, bank_tbl, lib_tbl, similar], api_name="describe",
-              concurrency_limit=getattr(config, "describe_concurrency", 1), concurrency_id="describe")
-        if describe_ex is not None:
-            describe_ex.load_input_event.then(
-                describe, inputs=[upload], outputs=[d_status, generated, d_strip, bank_tbl, lib_tbl, similar],
-                api_name="run_describe_example", api_visibility="private", concurrency_id="describe",
-                concurrency_limit=getattr(config, "describe_concurrency", 1))
-        gr.api(similarity, api_name="similarity", concurrency_id="search")
-        gr.api(library_info, api_name="library_info", queue=False)
-        register_tools(engine)  # search_videos, describe_video: JSON for programs and MCP agents
+                _library_tab(h)
+        gr.api(gpu(h.similarity), api_name="similarity", concurrency_id="search")
+        gr.api(h.library_info, api_name="library_info", queue=False)
+        register_tools(h.engine)  # search_videos, describe_video: JSON for programs and MCP agents
     return demo
 
 
 def launch_kwargs(config, st: Startup) -> dict[str, Any]:
-    """Arguments for demo.launch(): size limit, theme without web fonts (works offline), CSS."""
+    """Arguments for demo.launch(): size limit, the exact video files it may play, theme without web fonts."""
     return dict(
         server_name=config.host,
         server_port=config.port,
         max_file_size=config.max_upload_bytes,
+        allowed_paths=[str(p) for p in st.video_files],
         show_error=True,
         theme=gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                              font_mono=["ui-monospace", "monospace"]),

@@ -183,8 +183,8 @@ class Library:
         src = self.manifest.get("source_root")
         root = Path(os.path.abspath(src)) if isinstance(src, str) and src else None
         rel = self.manifest.get("source_root_relative")
-        if isinstance(rel, str) and rel and (root is None or not root.is_dir()) and (self.root / rel).is_dir():
-            root = (self.root / rel).resolve()  # moved together with its videos
+        if isinstance(rel, str) and rel and (self.root / rel).is_dir():
+            root = (self.root / rel).resolve()  # relative to itself first: a clone, or moved with its videos
         if root is not None and allowed_roots is not None and not _within_any(root, allowed_roots):
             log.warning("%s: source root %s lies outside the configured folders; its videos are not served",
                         self.root, root)

@@ -68,6 +68,7 @@ def test_search_select_and_describe(page, app_url, tmp_path):
     # Search: thumbnails with captions, best first
     page.locator("#query textarea").fill("a red circle moves left")
     page.locator("#search-btn").click()
+    expect(page.locator("#search-status")).to_contain_text("results for")
     expect(page.locator("#results img").first).to_be_visible()
     labels = page.locator("#results .caption-label")
     expect(labels.first).to_be_visible()
@@ -119,4 +120,6 @@ def test_search_select_and_describe(page, app_url, tmp_path):
 
     # Library tab
     page.get_by_role("tab", name="Library").click()
+    expect(page.locator("#library-grid img").first).to_be_visible()
+    page.locator("#library-details button").first.click()
     expect(page.locator("#library-info")).to_contain_text("fingerprint")

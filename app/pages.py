@@ -1,0 +1,223 @@
+"""Every piece of text the page shows, as pure functions of plain values (tested without a browser).
+
+No gradio here: app.ui places these strings, app.handlers fills them with results.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from app.render import format_time
+
+__all__ = [
+    "PAPER_URL", "CODE_URL", "md_escape", "warn", "header_markdown", "model_notice", "banner_markdown",
+    "search_status", "result_markdown", "best_moment_markdown", "describe_status", "generated_markdown",
+    "library_details_markdown", "library_summary_markdown", "example_queries", "display_label",
+    "first_screen_status", "similarity_alt_text",
+]
+
+PAPER_URL = "https://arxiv.org/abs/2308.07648"
+CODE_URL = "https://github.com/bladewaltz1/PromptSwitch"
+
+#: What each kind of model can know, in one plain line (the page says it under the title).
+BUNDLED_NOTICE = ("A tiny model trained on synthetic moving shapes: 6 colours, 3 shapes, 8 motions. It knows "
+                  "nothing else: any other query still returns shapes, with scores that mean nothing.")
+CLIP_NOTICE = "Plain CLIP with mean pooling, a baseline, not Prompt Switch weights."
+RANDOM_NOTICE = "Random weights: the rankings are meaningless (for tests only)."
+
+#: Offered when the library has no captions to draw examples from.
+GENERIC_EXAMPLES = ("a person walks down the street", "a dog runs on the beach", "cars drive at night")
+SHAPES_EXAMPLES = ("a red circle moves left", "the blue square grows", "a green triangle disappears")
+
+
+def md_escape(text: str) -> str:
+    """Text shown as Markdown, with nothing in it read as markup or HTML."""
+    text = html.escape(str(text), quote=False)
+    for ch in "*_`#|[]":
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def warn(message: str) -> str:
+    return f"⚠️ {md_escape(message)}"
+
+
+def header_markdown() -> str:
+    return (
+        "# Prompt Switch video search\n"
+        "Search a video library by describing what happens, or upload a clip to describe it. "
+        f"[Paper]({PAPER_URL}) · [Original code]({CODE_URL})"
+    )
+
+
+def model_notice(spec: str) -> str:
+    """What the loaded model can and cannot know, in one plain line ("" for trained Prompt Switch weights)."""
+    if spec.startswith("bundled:moving-shapes"):
+        return BUNDLED_NOTICE
+    if spec.startswith("clip:"):
+        return CLIP_NOTICE
+    if spec.startswith("random:"):
+        return RANDOM_NOTICE
+    return ""
+
+
+def banner_markdown(model_spec: str, model_reason: str, library_name: str, videos: int, library_reason: str,
+                    attempts: Sequence[str], offline: bool) -> str:
+    """Short words for the top of the page: the model, what it knows, the library, and any fallback."""
+    lines = []
+    notice = model_notice(model_spec)
+    if notice:
+        lines.append(f"**{md_escape(notice)}**")
+    lines.append(f"**Model:** `{model_spec}` ({md_escape(model_reason)}) · **Library:** `{library_name}`, "
+                 f"{videos:,} videos: {md_escape(library_reason)}.")
+    if attempts:
+        why = " ".join(a.rstrip(".") + "." for a in attempts)
+        lines.append(("Offline: " if offline else "Note: ") + md_escape(why))
+    return "\n\n".join(lines)
+
+
+def search_status(num_hits: int, query: str, seconds: float, message: str = "") -> str:
+    status = (f"**{num_hits}** results for “{md_escape(query)}” ({seconds * 1000:.0f} ms). "
+              "Select one to play it from the moment that matches best.")
+    if message:
+        status += "\n\n" + warn(message)
+    return status
+
+
+def first_screen_status(videos: int, shown: int) -> str:
+    if videos == 0:
+        return warn("The library is empty: there is nothing to search.")
+    more = f" (the first {shown})" if shown < videos else ""
+    return f"The library holds **{videos:,}** videos{more}. Type what you are looking for, or select one."
+
+
+def display_label(captions: Sequence[str], path: str | None, video_id: str) -> str:
+    """A video's label: its first real caption, else its file name (a generated caption is never one)."""
+    for c in captions:
+        if c and c.strip():
+            return c.strip()
+    return Path(path).name if path else video_id
+
+
+def result_markdown(video_id: str, score: float | None, duration: float, captions: Sequence[str],
+                    generated: str | None, shown: str) -> str:
+    """The selected result: id, score, captions, and what the player shows.
+
+    shown: "video", "missing" (no file here) or "unplayable" (a format browsers do not play).
+    """
+    head = f"### {md_escape(video_id)}"
+    facts = [f"duration {format_time(duration or 0)}", f"{len(captions)} caption(s)"]
+    if score is not None:
+        facts.insert(0, f"score **{score:.3f}**")
+    lines = [head, " · ".join(facts)]
+    lines += [f"- {md_escape(c)}" for c in list(captions)[:10]]
+    if generated:
+        lines.append(f"\nGenerated by the model (may be wrong): *{md_escape(generated)}*")
+    if shown == "missing":
+        lines.append("\n*The video file is not available here; showing its sampled frames.*")
+    elif shown == "unplayable":
+        lines.append("\n*This format does not play in browsers; showing its sampled frames.*")
+    return "\n".join(lines)
+
+
+def best_moment_markdown(best_time: float, best_score: float, frames: int) -> str:
+    return (f"Best-matching moment: **{format_time(best_time)}** ({best_time:.2f} s), similarity "
+            f"{best_score:.3f} over {frames} sampled frames; the player starts there.")
+
+
+def similarity_alt_text(query: str, timestamps: Sequence[float], scores: Sequence[float],
+                        best: int | None) -> str:
+    """What the similarity plot shows, for screen readers."""
+    if not scores or best is None:
+        return f"No frames to plot for “{query}”."
+    return (f"Cosine similarity of “{query}” to {len(scores)} sampled frames, from {min(scores):.3f} to "
+            f"{max(scores):.3f}; highest at {format_time(timestamps[best])}.")
+
+
+def describe_status(duration: float, frames: int, seconds: float, message: str = "") -> str:
+    status = f"Described a {duration:.1f} s video from {frames} sampled frames in {seconds:.1f} s."
+    if message:
+        status += "\n\n" + warn(message)
+    return status
+
+
+def generated_markdown(caption: str | None, note: str, confident: bool, nearest: float | None) -> str:
+    """The generated caption, marked low confidence when the upload is unlike anything the model knows."""
+    if not caption:
+        text = f"*{md_escape(note or 'No generated caption.')}*"
+    else:
+        text = f"**Generated caption:** {md_escape(caption)}"
+    if not confident:
+        near = f" (closest library video: similarity {nearest:.3f})" if nearest is not None else ""
+        text += ("\n\n⚠️ **Low confidence:** this video is far from everything the model has seen" + near
+                 + ", so the caption and the matches below are probably wrong.")
+    return text
+
+
+def library_summary_markdown(videos: int, shown: int, reason: str) -> str:
+    more = f" The first {shown} are shown." if shown < videos else ""
+    return f"**{videos:,} videos** in this library ({md_escape(reason)}). Select one to play it.{more}"
+
+
+def library_details_markdown(info: dict[str, Any], model_reason: str, library_reason: str,
+                             attempts: Sequence[str]) -> str:
+    """The technical details (folded away on the page): model, fingerprints, index, settings, failures."""
+    idx = info.get("index") or {}
+    rows = [
+        ("Model", f"`{info['model']}` ({md_escape(model_reason)})"),
+        ("Model fingerprint", f"`{info['model_fingerprint']}`"),
+        ("Captioning head", info["captioning_head"]),
+        ("Library", f"`{Path(str(info['library'])).name}` ({md_escape(library_reason)})"),
+        ("Library built with", f"`{info['library_model']}` (fingerprint `{info['library_fingerprint']}`)"),
+        ("Videos", f"{info['videos']:,}"),
+        ("Frames per video", str(info["frames_per_video"])),
+        ("Embedding size", str(info["dim"])),
+        ("Index", ", ".join(f"{k}: {v}" for k, v in idx.items() if v not in (None, "", {})) or "Flat"),
+        ("Caption bank", f"{info['caption_bank']:,} captions"),
+        ("Library captions", f"{info['library_captions']:,}"),
+    ]
+    if info.get("created"):
+        rows.append(("Built", str(info["created"])))
+    out = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    settings = info.get("settings") or {}
+    if settings:
+        shown = {k: v for k, v in settings.items() if k in ("frames", "index", "captions", "thumb_height")}
+        out += ["", "Build settings: " + ", ".join(f"{k} `{v}`" for k, v in shown.items())]
+    out += ["", _failures_markdown(info.get("failures") or [])]
+    notes = [*attempts, *(info.get("notes") or [])]
+    if notes:
+        out += ["", "Start-up notes:", ""] + [f"- {md_escape(a)}" for a in notes]
+    return "\n".join(out)
+
+
+def _failures_markdown(fails: Sequence[dict[str, Any]], limit: int = 50) -> str:
+    if not fails:
+        return "Every video was indexed."
+    out = [f"{len(fails)} video(s) could not be indexed:", "", "| file | reason |", "|---|---|"]
+    for f in list(fails)[:limit]:
+        where = md_escape(Path(str(f.get("path", f.get("id", "?")))).name)
+        why = md_escape(str(f.get("reason", f.get("error", ""))))
+        out.append(f"| {where} | {why} |")
+    if len(fails) > limit:
+        out.append(f"\n… and {len(fails) - limit} more (see failures.jsonl in the library).")
+    return "\n".join(out)
+
+
+def example_queries(captions: Sequence[Sequence[str]], n: int = 6,
+                    fallback: Sequence[str] = GENERIC_EXAMPLES) -> list[str]:
+    """First captions spread over the library: sentences of the kind the loaded model was given.
+
+    captions: each video's real captions, in library order; `fallback` (sentences the model handles)
+    only when none has any.
+    """
+    out: list[str] = []
+    step = max(1, len(captions) // n) if captions else 1
+    for caps in list(captions)[::step]:
+        if caps and caps[0].strip() and caps[0].strip() not in out:
+            out.append(caps[0].strip())
+        if len(out) >= n:
+            break
+    return out or list(fallback)
