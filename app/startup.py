@@ -384,14 +384,12 @@ def video_files(lib) -> list[Path]:
     Exact files, never their folders: a folder may hold other files (notes, private clips) that were
     never indexed.
     """
-    files = getattr(lib, "video_files", None)  # precompute's own list, when it offers one
-    if callable(files):
-        return [Path(p).resolve() for p in files()]
+    refused = getattr(lib, "refused", {})
     out = []
     for i in range(len(lib)):
-        p = lib.path_of(i)
+        p = None if i in refused else lib.path_of(i)
         if p is not None:
-            out.append(p.resolve())
+            out.append(Path(os.path.abspath(p)))
     return out
 
 
