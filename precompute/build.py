@@ -445,7 +445,7 @@ def _run(todo: list[SourceItem], m: Any, settings: BuildSettings, num_segments: 
     by_seq = dict(enumerate(todo))
     tasks = (DecodeTask(seq=i, id=it.id, path=str(it.path), frames=settings.frames, num_segments=num_segments,
                         max_side=settings.max_side, thumb_height=settings.thumb_height if settings.thumbnails else None,
-                        poster_height=max(2 * settings.thumb_height, 224))
+                        poster_height=max(2 * settings.thumb_height, 224), timeout=settings.decode_timeout)
              for i, it in by_seq.items())
     bar = tqdm(total=len(todo), unit="video", disable=not settings.progress_bar, dynamic_ncols=True,
                smoothing=0.05, desc="precompute")

@@ -32,6 +32,8 @@ class DecodeTask:
     thumb_height: int | None = 96
     """None: no thumbnails."""
     poster_height: int = 256
+    timeout: float | None = None
+    """Seconds of decoding before the file fails (checked between frames; a worker is also killed)."""
 
 
 @dataclass
@@ -67,12 +69,13 @@ def poster_frame(frames: np.ndarray, indices: list[int], height: int) -> bytes:
 
 def decode_one(task: DecodeTask, preprocess: Preprocess | None) -> DecodeResult:
     """Read, preprocess and thumbnail one video; failures are returned, never raised."""
-    from video.decode import VideoReadError, read_frames
+    from video.decode import DecodeLimits, VideoReadError, read_frames
 
     start = time.perf_counter()
     res = DecodeResult(seq=task.seq, id=task.id, ok=False)
     try:
-        got = read_frames(task.path, task.frames, num_segments=task.num_segments, max_side=task.max_side)
+        got = read_frames(task.path, task.frames, num_segments=task.num_segments, max_side=task.max_side,
+                          limits=DecodeLimits(timeout=task.timeout))
         frames = got.frames
         if preprocess is not None:
             pixels = preprocess(frames)

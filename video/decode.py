@@ -8,6 +8,9 @@ naming the file and the reason, so batch jobs can log and skip bad files instead
 from __future__ import annotations
 
 import logging
+import os
+import stat
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -16,7 +19,8 @@ import numpy as np
 
 from video.sampling import sample_indices, timestamps_for
 
-__all__ = ["VideoReadError", "VideoInfo", "Frames", "read_frames", "probe", "write_video", "h264_encoder"]
+__all__ = ["VideoReadError", "VideoLimitError", "DecodeLimits", "VideoInfo", "Frames", "read_frames", "probe",
+           "write_video", "h264_encoder"]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,59 @@ SEEK_MIN_SECONDS = 120.0
 
 class VideoReadError(Exception):
     """A video file could not be read; the message names the file and the reason."""
+
+
+class VideoLimitError(VideoReadError):
+    """A video is over a DecodeLimits bound (length, frames, frame size or decoding time); refused."""
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Bounds for decoding files nobody vetted (uploads, folders from strangers).
+
+    Length, frame count and frame size are checked from the headers (frames counted from the
+    packets when the header has no count) before any frame is decoded; `timeout` is checked between
+    decoded frames by PyAV (a decord call cannot be interrupted: run untrusted decoding in a process
+    that can be killed, as precompute's workers and the app's describe worker do). None = no bound.
+    """
+
+    max_seconds: float | None = None
+    max_frames: int | None = None
+    max_pixels: int | None = 8192 * 8192
+    """Width x height of the coded frames (decoding allocates one such frame at a time)."""
+    timeout: float | None = None
+    """Seconds of probing and decoding before VideoLimitError."""
+
+    def check(self, path: Path, info: "VideoInfo") -> None:
+        """Refuse a file whose headers (or counted packets) are over a bound, before decoding it."""
+        if self.max_pixels is not None and info.width * info.height > self.max_pixels:
+            raise VideoLimitError(f"{path}: frames of {info.width}x{info.height} are larger than the limit "
+                                  f"({self.max_pixels} pixels)")
+        if self.max_frames is not None and info.num_frames > self.max_frames:
+            raise VideoLimitError(f"{path}: {info.num_frames} frames, more than the limit of {self.max_frames}")
+        if self.max_seconds is not None and info.duration > self.max_seconds:
+            raise VideoLimitError(f"{path}: {info.duration:.1f} s long, more than the limit of "
+                                  f"{self.max_seconds:g} s")
+
+
+#: What read_frames and probe use when the caller gives no limits: only the frame-size cap.
+DEFAULT_LIMITS = DecodeLimits()
+
+#: Packets counted at most for a stream whose header has no frame count (when no max_frames is given).
+MAX_COUNTED_PACKETS = 10_000_000
+
+
+class _Deadline:
+    """A time budget checked between frames; `decoded` counts the frames the decoder produced."""
+
+    def __init__(self, path: Path, timeout: float | None):
+        self.path, self.timeout = path, timeout
+        self.end = time.monotonic() + timeout if timeout else None
+        self.decoded = 0
+
+    def check(self) -> None:
+        if self.end is not None and time.monotonic() > self.end:
+            raise VideoLimitError(f"{self.path}: decoding took longer than the limit of {self.timeout:g} s")
 
 
 @dataclass
@@ -46,6 +103,8 @@ class Frames:
     timestamps: list[float]  # seconds, index / fps
     info: VideoInfo
     backend: str  # "decord" | "pyav"
+    decoded: int = -1
+    """Frames the decoder produced to get these (PyAV; -1 when unknown, decord): the decoding cost."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -55,10 +114,14 @@ class Frames:
 def _check_file(path: Path) -> None:
     """Fail early, with a clear reason, on files that no decoder could read."""
     try:
-        if not path.exists():
-            raise VideoReadError(f"{path}: file not found")
-        if path.is_dir():
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise VideoReadError(f"{path}: file not found") from None
+        if stat.S_ISDIR(st.st_mode):
             raise VideoReadError(f"{path}: is a directory, not a video file")
+        if not stat.S_ISREG(st.st_mode):  # a FIFO would block the reader forever, a device never ends
+            raise VideoReadError(f"{path}: not a regular file (a FIFO, socket or device): refused")
         with open(path, "rb") as fh:
             head = fh.read(16)
     except PermissionError as e:
@@ -130,13 +193,39 @@ def _open_av(path: Path):
         raise VideoReadError(f"{path}: cannot open ({e})") from e
 
 
-def probe(path: str | Path) -> VideoInfo:
-    """Frame count, fps, duration and size from the container headers (no decoding)."""
-    path = Path(path)
+def _count_packets(container, stream, path: Path, cap: int, deadline: _Deadline) -> int:
+    """Frames of a stream whose header has no count (raw H.264 ...): its packets, demuxed, never decoded."""
+    import av
+
+    n = 0
+    try:
+        for packet in container.demux(stream):
+            if packet.size:
+                n += 1
+                if n > cap:
+                    raise VideoLimitError(f"{path}: more than {cap} frames, over the limit")
+                if n % 512 == 0:
+                    deadline.check()
+    except (av.error.FFmpegError, OSError) as e:  # damaged tail: count what is there
+        log.warning("%s: packet count stopped early (%s)", path, e)
+    return n
+
+
+def _probe(path: Path, limits: DecodeLimits, deadline: _Deadline) -> VideoInfo:
+    """Headers (and a packet count where they have no frame count), checked against `limits`."""
     _check_file(path)
     container = _open_av(path)
     try:
-        _, info = _av_info(container, path)
+        stream, info = _av_info(container, path)
+        limits.check(path, info)
+        if info.num_frames <= 0:
+            cap = limits.max_frames if limits.max_frames is not None else MAX_COUNTED_PACKETS
+            info.num_frames = _count_packets(container, stream, path, cap, deadline)
+            if info.num_frames <= 0:
+                raise VideoReadError(f"{path}: no video frames (truncated or corrupt file?)")
+            if info.fps > 0:
+                info.duration = info.num_frames / info.fps
+            limits.check(path, info)
     except VideoReadError:
         raise
     except Exception as e:
@@ -146,12 +235,25 @@ def probe(path: str | Path) -> VideoInfo:
     return info
 
 
+def probe(path: str | Path, limits: DecodeLimits | None = None) -> VideoInfo:
+    """Frame count, fps, duration and size without decoding; VideoLimitError when over `limits`.
+
+    The frame count comes from the headers, or from counting packets when they have none (raw
+    streams), so the numbers are real before anything is decoded.
+    """
+    path = Path(path)
+    limits = limits or DEFAULT_LIMITS
+    return _probe(path, limits, _Deadline(path, limits.timeout))
+
+
 # --------------------------------------------------------------------------------------------
 # decoders
 
 
-def _read_decord(path: Path, info: VideoInfo, num_frames, num_segments, train, rng, max_side):
-    """One VideoReader, one get_batch for all indices, reader deleted after (decord's advice)."""
+def _read_decord(path: Path, info: VideoInfo, num_frames, num_segments, train, rng, max_side,
+                 limits: DecodeLimits):
+    """One VideoReader, one get_batch of the sorted unique indices (decoding only moves forward, so a
+    video with few keyframes is decoded once, not once per sampled frame), reader deleted after."""
     import decord
 
     tw, th = _target_size(info.width, info.height, max_side)
@@ -163,24 +265,30 @@ def _read_decord(path: Path, info: VideoInfo, num_frames, num_segments, train, r
         fps = float(vr.get_avg_fps() or 0.0) or info.fps
         if total <= 0:
             raise VideoReadError(f"{path}: decord found no frames")
+        out = VideoInfo(num_frames=total, fps=fps, duration=total / fps if fps > 0 else info.duration,
+                        width=info.width, height=info.height)
+        limits.check(path, out)
         indices = sample_indices(total, num_frames, num_segments, train=train, rng=rng)
-        frames = vr.get_batch(indices).asnumpy()
+        unique = sorted(set(indices))
+        batch = vr.get_batch(unique).asnumpy()
     finally:
         del vr
-    if frames.ndim != 4 or frames.shape[0] != len(indices) or frames.shape[-1] != 3:
-        raise VideoReadError(f"{path}: decord returned frames of shape {frames.shape}")
-    out = VideoInfo(num_frames=total, fps=fps, duration=total / fps if fps > 0 else info.duration,
-                    width=info.width, height=info.height)
+    if batch.ndim != 4 or batch.shape[0] != len(unique) or batch.shape[-1] != 3:
+        raise VideoReadError(f"{path}: decord returned frames of shape {batch.shape}")
+    row = {v: i for i, v in enumerate(unique)}
+    frames = batch[[row[i] for i in indices]]
     frames = _resize(np.ascontiguousarray(frames, dtype=np.uint8), (tw, th))
     return frames, indices, out
 
 
-def _decoded(container, stream, path: Path):
-    """Yield decoded frames, ending quietly at a decode error (truncated or damaged data)."""
+def _decoded(container, stream, path: Path, deadline: _Deadline):
+    """Yield decoded frames, ending quietly at a decode error (truncated or damaged data); counts
+    them and enforces the time budget."""
     import av
 
     it = container.decode(stream)
     while True:
+        deadline.check()
         try:
             frame = next(it)
         except StopIteration:
@@ -188,34 +296,26 @@ def _decoded(container, stream, path: Path):
         except (av.error.FFmpegError, OSError) as e:
             log.warning("%s: decoding stopped early (%s)", path, e)
             return
+        deadline.decoded += 1
         yield frame
 
 
-def _read_pyav(path: Path, num_frames, num_segments, train, rng, max_side):
+def _read_pyav(path: Path, info: VideoInfo, num_frames, num_segments, train, rng, max_side, deadline: _Deadline):
+    """The sampled frames by PyAV: only they are kept (converted as they pass), never the whole video."""
     container = _open_av(path)
     try:
-        stream, info = _av_info(container, path)
+        stream = container.streams.video[0]
         tw, th = _target_size(info.width, info.height, max_side)
 
         def to_rgb(frame) -> np.ndarray:
             return frame.to_ndarray(format="rgb24", width=tw, height=th)
 
-        if info.num_frames <= 0:  # length unknown from the headers: decode all (small) frames once
-            all_frames = [to_rgb(f) for f in _decoded(container, stream, path)]
-            if not all_frames:
-                raise VideoReadError(f"{path}: no decodable video frames (truncated or corrupt file?)")
-            info.num_frames = len(all_frames)
-            if info.fps > 0:
-                info.duration = info.num_frames / info.fps
-            indices = sample_indices(info.num_frames, num_frames, num_segments, train=train, rng=rng)
-            got = {i: all_frames[i] for i in indices}
+        indices = sample_indices(info.num_frames, num_frames, num_segments, train=train, rng=rng)
+        long_video = info.num_frames > SEEK_MIN_FRAMES or info.duration > SEEK_MIN_SECONDS
+        if long_video and info.fps > 0 and stream.time_base:
+            got = _seek_frames(container, stream, path, indices, info.fps, to_rgb, deadline)
         else:
-            indices = sample_indices(info.num_frames, num_frames, num_segments, train=train, rng=rng)
-            long_video = info.num_frames > SEEK_MIN_FRAMES or info.duration > SEEK_MIN_SECONDS
-            if long_video and info.fps > 0 and stream.time_base:
-                got = _seek_frames(container, stream, path, indices, info.fps, to_rgb)
-            else:
-                got = _sequential_frames(container, stream, path, indices, to_rgb)
+            got = _sequential_frames(container, stream, path, indices, to_rgb, deadline)
     finally:
         container.close()
 
@@ -231,12 +331,12 @@ def _read_pyav(path: Path, num_frames, num_segments, train, rng, max_side):
     return np.stack([got[i] for i in used]), used, info
 
 
-def _sequential_frames(container, stream, path, indices, to_rgb) -> dict[int, np.ndarray]:
+def _sequential_frames(container, stream, path, indices, to_rgb, deadline: _Deadline) -> dict[int, np.ndarray]:
     """Decode in order, keep the needed frames, stop after the last needed one."""
     wanted, last = set(indices), max(indices)
     got: dict[int, np.ndarray] = {}
     prev = None
-    for n, frame in enumerate(_decoded(container, stream, path)):
+    for n, frame in enumerate(_decoded(container, stream, path, deadline)):
         if n in wanted:
             got[n] = to_rgb(frame)
         prev = (n, frame)
@@ -247,26 +347,38 @@ def _sequential_frames(container, stream, path, indices, to_rgb) -> dict[int, np
     return got
 
 
-def _seek_frames(container, stream, path, indices, fps, to_rgb) -> dict[int, np.ndarray]:
-    """Seek to each needed frame (long videos): decodes about one GOP per sampled frame."""
+def _seek_frames(container, stream, path, indices, fps, to_rgb, deadline: _Deadline) -> dict[int, np.ndarray]:
+    """Seek to each needed frame (long videos): decodes about one GOP per sampled frame.
+
+    When a seek lands further back than the gap to the next sampled frame (keyframes are rarer than
+    sampled frames, e.g. one keyframe for the whole file), seeking again would decode the same frames
+    over and over: decoding then simply goes on forward, so no frame is decoded twice.
+    """
     import av
 
     got: dict[int, np.ndarray] = {}
     tb = float(stream.time_base)
     start = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-    for idx in sorted(set(indices)):
+    targets = sorted(set(indices))
+    gap = min((b - a for a, b in zip(targets, targets[1:])), default=0)
+    frames = None
+    for idx in targets:
         target = start + idx / fps
-        try:
-            container.seek(int(target / tb), stream=stream, backward=True, any_frame=False)
-        except (av.error.FFmpegError, OSError) as e:
-            log.warning("%s: seek to %.2fs failed (%s)", path, target, e)
-            continue
+        if frames is None:  # seeking mode
+            try:
+                container.seek(int(target / tb), stream=stream, backward=True, any_frame=False)
+            except (av.error.FFmpegError, OSError) as e:
+                log.warning("%s: seek to %.2fs failed (%s)", path, target, e)
+                continue
+            it, before = _decoded(container, stream, path, deadline), deadline.decoded
         chosen = None
-        for frame in _decoded(container, stream, path):
+        for frame in it:
             t = float(frame.pts * tb) if frame.pts is not None else float(frame.time or 0.0)
             chosen = frame
             if t >= target - 0.5 / fps:
                 break
+        if frames is None and deadline.decoded - before > max(gap, 1):
+            frames = it  # keyframes are rarer than samples: decode straight on from here
         if chosen is not None:
             got[idx] = to_rgb(chosen)
     return got
@@ -285,11 +397,14 @@ def read_frames(
     rng: np.random.Generator | None = None,
     max_side: int | None = 512,
     backend: str = "auto",
+    limits: DecodeLimits | None = None,
 ) -> Frames:
     """Decode the ``num_frames`` sampled frames of a video (chunk-major, see video.sampling).
 
     backend: "auto" (decord if importable and it reads the file, else PyAV), "decord" or "pyav".
     Frames are downscaled so the longer side is at most ``max_side`` (None keeps the size).
+    limits: DecodeLimits (default: DEFAULT_LIMITS, only a frame-size cap); a file over them is
+    refused with VideoLimitError before its frames are decoded. Only the sampled frames are held.
     Raises VideoReadError, and nothing else, for files that cannot be read.
     """
     if backend not in ("auto", "decord", "pyav"):
@@ -297,12 +412,16 @@ def read_frames(
     if num_frames <= 0 or num_frames % num_segments:
         raise ValueError(f"num_frames ({num_frames}) must be a positive multiple of num_segments ({num_segments})")
     path = Path(path)
-    info = probe(path)  # headers only; gives clear errors for non-video and audio-only files
+    limits = limits or DEFAULT_LIMITS
+    deadline = _Deadline(path, limits.timeout)
+    info = _probe(path, limits, deadline)  # clear errors for non-video, audio-only and over-limit files
 
     if backend in ("auto", "decord"):
         try:
-            frames, indices, info_d = _read_decord(path, info, num_frames, num_segments, train, rng, max_side)
+            frames, indices, info_d = _read_decord(path, info, num_frames, num_segments, train, rng, max_side, limits)
             return Frames(frames, indices, timestamps_for(indices, info_d.fps or 1.0), info_d, "decord")
+        except VideoLimitError:
+            raise
         except ImportError as e:
             if backend == "decord":
                 raise VideoReadError(f"{path}: decord is not installed ({e})") from e
@@ -313,12 +432,12 @@ def read_frames(
             log.debug("%s: decord failed (%s), falling back to PyAV", path, e)
 
     try:
-        frames, indices, info = _read_pyav(path, num_frames, num_segments, train, rng, max_side)
+        frames, indices, info = _read_pyav(path, info, num_frames, num_segments, train, rng, max_side, deadline)
     except VideoReadError:
         raise
     except Exception as e:  # anything unexpected from the decoder is still a read error
         raise VideoReadError(f"{path}: PyAV could not read it ({type(e).__name__}: {e})") from e
-    return Frames(frames, indices, timestamps_for(indices, info.fps or 1.0), info, "pyav")
+    return Frames(frames, indices, timestamps_for(indices, info.fps or 1.0), info, "pyav", deadline.decoded)
 
 
 # --------------------------------------------------------------------------------------------
