@@ -4,7 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from video.annotations import MissingVideosError, load_split, msrvtt_val_ids
+from video.annotations import (
+    MissingVideosError,
+    VideoFinder,
+    load_split,
+    msrvtt_val_ids,
+    read_msrvtt_csv,
+    read_msrvtt_json,
+)
+from video.files import VIDEO_EXTENSIONS
 
 
 def touch(path: Path) -> None:
@@ -170,3 +178,38 @@ def test_moving_shapes_reads_generated_dataset(tmp_path):
     from training.shapes import parse_caption
 
     assert all(None not in parse_caption(it.captions[0]) for it in test.items)
+
+
+def test_msrvtt_readers_are_the_ones_precompute_uses(tmp_path):
+    """One MSR-VTT parser: training's loader and precompute's annotation source read the same files alike."""
+    data = {"videos": [{"video_id": "video1"}, {"video_id": "video0"}],
+            "sentences": [{"video_id": "video0", "caption": " a cat "}, {"video_id": "video1", "caption": "a dog"},
+                          {"video_id": "video0", "caption": "a pet"}]}
+    (tmp_path / "MSRVTT_data.json").write_text(json.dumps(data))
+    ids, caps = read_msrvtt_json(tmp_path / "MSRVTT_data.json")
+    assert ids == ["video1", "video0"] and caps["video0"] == [" a cat ", "a pet"]
+    write_csv(tmp_path / "split.csv", ["key", "video_id", "sentence"],
+              [["k1", "video3", "one"], ["k2", "video3", "two"], ["k3", "video2", ""]])
+    ids, caps = read_msrvtt_csv(tmp_path / "split.csv")
+    assert ids == ["video3", "video2"] and caps == {"video3": ["one", "two"]}
+    write_csv(tmp_path / "bad.csv", ["id"], [["x"]])
+    with pytest.raises(ValueError, match="video_id"):
+        read_msrvtt_csv(tmp_path / "bad.csv")
+    (tmp_path / "other.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not an MSR-VTT"):
+        read_msrvtt_json(tmp_path / "other.json")
+
+    import precompute.sources as sources
+
+    assert sources.read_msrvtt_json is read_msrvtt_json and sources.read_msrvtt_csv is read_msrvtt_csv
+
+
+def test_video_finder_prefers_extension_order_and_ignores_hidden(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for p in (a / "v1.avi", a / "v1.MP4", a / ".v2.mp4", b / "v2.mkv", b / "v3.txt"):
+        touch(p)
+    finder = VideoFinder(VIDEO_EXTENSIONS)
+    assert finder.find("v1", [a, b]) == a / "v1.MP4"  # .mp4 before .avi, any case
+    assert finder.find("v2", [a, b]) == b / "v2.mkv"  # the hidden .v2.mp4 is never a match
+    assert finder.find("v3", [a, b]) is None
+    assert finder.first_folder_with(["v2", "v9"], [tmp_path / "missing", a, b]) == (b, {"v2": b / "v2.mkv"})

@@ -171,3 +171,28 @@ def test_cli_help_does_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "--num-shards" in out.stdout and "--out LIBRARY" in out.stdout and "--allow-partial" in out.stdout
+
+
+def test_every_build_setting_has_a_flag_with_its_help_and_default():
+    """One source of defaults: the CLI is generated from BuildSettings (help text and default included)."""
+    import dataclasses
+
+    from precompute.__main__ import make_parser, settings_from_args
+    from precompute.settings import BuildSettings
+
+    parser = make_parser()
+    help_text = " ".join(parser.format_help().split())
+    by_dest = {a.dest: a for a in parser._actions}
+    fields = [f for f in dataclasses.fields(BuildSettings) if f.metadata.get("flag") != ""]
+    assert {f.name for f in fields} <= set(by_dest)
+    for f in fields:
+        action = by_dest[f.name]
+        assert " ".join(f.metadata["help"].split()) in help_text, f.name
+        if action.nargs != 0 and f.default is not None and f.name != "workers":
+            assert action.default == f.default and f"(default: {f.default})" in help_text, f.name
+    # parsing nothing but the required arguments gives exactly the dataclass defaults
+    args = parser.parse_args(["src", "--out", "lib", "--model", "random:tiny"])
+    assert settings_from_args(args) == BuildSettings()
+    flipped = parser.parse_args(["src", "-o", "lib", "-m", "x", "--no-thumbnails", "--no-progress", "--workers", "0"])
+    s = settings_from_args(flipped)
+    assert (s.thumbnails, s.progress_bar, s.workers) == (False, False, 0)
