@@ -141,3 +141,14 @@ def test_device_is_refused(tmp_path):
         pytest.skip("no /dev/zero")
     with pytest.raises(VideoReadError, match="not a regular file"):
         probe("/dev/zero")
+
+
+def test_long_raw_stream_is_read_front_to_back(tmp_path):
+    """Over 2,000 frames a video is read by seeking, but a raw stream has no index to seek in."""
+    from video.sampling import sample_indices
+
+    raw = _encode(tmp_path / "long_raw.mp4", 2100, 32, 25, "h264")
+    fr = read_frames(raw, 12, backend="pyav")
+    assert fr.info.num_frames == 2100 and fr.info.frames_counted
+    assert fr.indices == sample_indices(2100, 12) and fr.frames.shape == (12, 32, 32, 3)
+    assert fr.decoded <= 2100

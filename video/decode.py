@@ -94,6 +94,9 @@ class VideoInfo:
     duration: float  # seconds
     width: int
     height: int
+    frames_counted: bool = False
+    """True when the headers had no frame count and the packets were counted (raw streams): such
+    files have no usable index, so they are decoded front to back, never by seeking."""
 
 
 @dataclass
@@ -221,6 +224,7 @@ def _probe(path: Path, limits: DecodeLimits, deadline: _Deadline) -> VideoInfo:
         if info.num_frames <= 0:
             cap = limits.max_frames if limits.max_frames is not None else MAX_COUNTED_PACKETS
             info.num_frames = _count_packets(container, stream, path, cap, deadline)
+            info.frames_counted = True
             if info.num_frames <= 0:
                 raise VideoReadError(f"{path}: no video frames (truncated or corrupt file?)")
             if info.fps > 0:
@@ -312,9 +316,14 @@ def _read_pyav(path: Path, info: VideoInfo, num_frames, num_segments, train, rng
 
         indices = sample_indices(info.num_frames, num_frames, num_segments, train=train, rng=rng)
         long_video = info.num_frames > SEEK_MIN_FRAMES or info.duration > SEEK_MIN_SECONDS
-        if long_video and info.fps > 0 and stream.time_base:
+        got: dict[int, np.ndarray] = {}
+        if long_video and info.fps > 0 and stream.time_base and not info.frames_counted:
             got = _seek_frames(container, stream, path, indices, info.fps, to_rgb, deadline)
-        else:
+        if not got:  # short video, a raw stream, or seeking found nothing: front to back
+            if long_video and not info.frames_counted:
+                container.close()
+                container = _open_av(path)
+                stream = container.streams.video[0]
             got = _sequential_frames(container, stream, path, indices, to_rgb, deadline)
     finally:
         container.close()
