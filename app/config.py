@@ -88,6 +88,14 @@ class Limits:
     max_k: int = 50
     max_upload_bytes: int = 50 * MB
     max_video_seconds: float = 600.0
+    max_video_frames: int = 36000
+    """Frames of an upload (counted from its packets when the header has none): 10 min at 60 fps."""
+    max_video_pixels: int = 3840 * 2160
+    """Width x height of an upload's frames (4K)."""
+    decode_seconds: float = 60.0
+    """Wall-clock time one upload's decoding may take, in its own process, before it is stopped."""
+    decode_memory_mb: int = 3072
+    """Address space of that process (Python, PyAV and the sampled frames fit easily in it)."""
     max_library_captions: int = 20000
     """Unique library captions encoded at start-up for the Describe tab (more are skipped, with a note)."""
     num_bank: int = 5
@@ -114,7 +122,7 @@ class AppConfig:
     max_upload_mb: float = Limits.max_upload_bytes / MB
     max_video_seconds: float = Limits.max_video_seconds
     search_concurrency: int = 4
-    describe_concurrency: int = 1
+    describe_concurrency: int = 2
     queue_size: int = 256
     mcp: bool = False
     """Also serve the API as an MCP server (tools search_videos, describe_video; see app.mcp)."""

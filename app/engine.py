@@ -444,39 +444,44 @@ class SearchEngine:
                           f"{self.limits.max_upload_bytes / 2**20:.0f} MB. Upload a shorter or smaller clip.")
         return p, ""
 
+    def _decode_upload(self, p: Path) -> tuple[Any, str]:
+        """(frames, "") or (None, one line for the user): decoded in a killable process within the limits."""
+        from app.isolation import LimitExceeded, WorkerFailed, run_limited
+        from video.decode import DecodeLimits, read_frames
+
+        lim = self.limits
+        bounds = DecodeLimits(max_seconds=lim.max_video_seconds, max_frames=lim.max_video_frames,
+                              max_pixels=lim.max_video_pixels, timeout=lim.decode_seconds)
+        name = p.name
+        try:
+            # PyAV, not decord, for files from strangers: it can be interrupted between frames.
+            fr = run_limited(read_frames, p, self.num_frames, timeout_s=lim.decode_seconds + 5,
+                             memory_bytes=lim.decode_memory_mb * 2**20,
+                             kwargs={"backend": "pyav", "limits": bounds})
+            return fr, ""
+        except LimitExceeded as e:
+            return None, f"\"{name}\" was not decoded: {e}. Upload a shorter or smaller clip."
+        except WorkerFailed as e:
+            reason = _without_path(e.message, p)
+            if e.kind == "VideoLimitError":
+                return None, f"\"{name}\" is over the upload limits: {reason}. Upload a shorter or smaller clip."
+            if e.kind != "VideoReadError":
+                log.warning("decoding an upload failed: %s", e)
+                return None, f"\"{name}\" could not be read as a video ({e.kind})."
+            return None, f"\"{name}\" could not be read as a video: {reason}."
+
     def describe(self, video_path: Any) -> Description:
         """Caption an uploaded video (if the model can), rank captions, find similar library videos."""
         import time
-
-        from video.decode import VideoReadError, probe, read_frames
 
         t0 = time.perf_counter()
         p, msg = self.check_upload(video_path)
         if p is None:
             return Description(False, msg)
-        name = p.name
-        try:
-            info = probe(p)
-            if info.duration > self.limits.max_video_seconds:
-                return Description(False, (
-                    f"\"{name}\" is {info.duration / 60:.1f} minutes long; the limit is "
-                    f"{self.limits.max_video_seconds / 60:.1f} minutes. Upload a shorter clip."),
-                    duration=info.duration)
-            # PyAV, not decord, for files from strangers: a decoder crash must not take the server down.
-            fr = read_frames(p, num_frames=self.num_frames, backend="pyav")
-        except VideoReadError as e:
-            reason = str(e).replace(str(p), name)
-            if reason.startswith(name + ": "):
-                reason = reason[len(name) + 2 :]
-            reason = re.sub(r"\s*\(\[Errno [^)]*\)\)?", "", reason).rstrip(" .")
-            return Description(False, f"\"{name}\" could not be read as a video: {reason}.")
-        except Exception as e:  # anything else from a decoder is still a bad file, not a crash
-            log.exception("unexpected error reading %s", p)
-            return Description(False, f"\"{name}\" could not be read as a video ({type(e).__name__}).")
+        fr, msg = self._decode_upload(p)
+        if fr is None:
+            return Description(False, msg)
         duration = float(fr.info.duration or 0.0)
-        if duration > self.limits.max_video_seconds:
-            return Description(False, (f"\"{name}\" is {duration / 60:.1f} minutes long; the limit is "
-                                       f"{self.limits.max_video_seconds / 60:.1f} minutes."), duration=duration)
         torch = self._torch
         x = self.model.preprocess_frames(fr.frames).unsqueeze(0)
         dev = getattr(self.model, "device", None)
@@ -564,6 +569,14 @@ class SearchEngine:
 
 #: Words that say nothing about what is seen: knowing only these is knowing nothing.
 _FUNCTION_WORDS = frozenset("a an the and or of on in at to is are with from by for its it this that".split())
+
+
+def _without_path(message: str, path: Path) -> str:
+    """A decoder's message without the server's path of the upload (clients never see server paths)."""
+    text = message.replace(str(path), path.name)
+    if text.startswith(path.name + ": "):
+        text = text[len(path.name) + 2 :]
+    return re.sub(r"\s*\(\[Errno [^)]*\)\)?", "", text).rstrip(" .")
 
 
 def _top(emb: np.ndarray | None, v: np.ndarray, n: int, item) -> list[tuple[str, float, str]]:

@@ -28,6 +28,10 @@ class LimitExceeded(RuntimeError):
 class WorkerFailed(RuntimeError):
     """The work raised an error (message kept short: type and first line, no traceback)."""
 
+    def __init__(self, kind: str, message: str):
+        super().__init__(f"{kind}: {message}" if message else kind)
+        self.kind, self.message = kind, message
+
 
 def _context() -> Any:
     global _CONTEXT
@@ -48,10 +52,10 @@ def _limit_memory(memory_bytes: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
-def _child(conn, fn: Callable[..., Any], args: tuple, memory_bytes: int | None) -> None:
+def _child(conn, fn: Callable[..., Any], args: tuple, kwargs: dict, memory_bytes: int | None) -> None:
     try:
         _limit_memory(memory_bytes)
-        result = fn(*args)
+        result = fn(*args, **kwargs)
         conn.send((True, result))
     except MemoryError:
         conn.send((False, ("MemoryError", "out of memory")))
@@ -65,14 +69,15 @@ def _child(conn, fn: Callable[..., Any], args: tuple, memory_bytes: int | None) 
         conn.close()
 
 
-def run_limited(fn: Callable[..., T], *args: Any, timeout_s: float, memory_bytes: int | None = None) -> T:
-    """fn(*args) in a child process; LimitExceeded past `timeout_s` seconds or `memory_bytes` of address space.
+def run_limited(fn: Callable[..., T], *args: Any, timeout_s: float, memory_bytes: int | None = None,
+                kwargs: dict[str, Any] | None = None) -> T:
+    """fn(*args, **kwargs) in a child; LimitExceeded past `timeout_s` seconds or `memory_bytes` of address space.
 
     `fn` must be a module-level function (it is imported by name in the child); its result is pickled back.
     """
     ctx = _context()
     receiver, sender = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(sender, fn, args, memory_bytes), daemon=True)
+    proc = ctx.Process(target=_child, args=(sender, fn, args, kwargs or {}, memory_bytes), daemon=True)
     proc.start()
     sender.close()
     try:
@@ -93,4 +98,4 @@ def run_limited(fn: Callable[..., T], *args: Any, timeout_s: float, memory_bytes
     kind, message = payload
     if kind == "MemoryError":
         raise LimitExceeded(f"it needed more than {memory_bytes / 2**20:,.0f} MB of memory")
-    raise WorkerFailed(f"{kind}: {message}" if message else kind)
+    raise WorkerFailed(kind, message)
