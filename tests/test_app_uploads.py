@@ -5,10 +5,10 @@ import dataclasses
 import time
 
 import pytest
+from media_files import encode_h264
 
 from app.config import Limits
 from app.engine import SearchEngine
-from media_files import encode_h264
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +23,10 @@ def engine_for(tiny_library_for_uploads):
 
 @pytest.fixture(scope="module")
 def tiny_library_for_uploads(tmp_path_factory):
+    from shapes_library import make_shapes_library
+
     from model import load_model
     from precompute.library import open_library
-    from shapes_library import make_shapes_library
 
     model = load_model("random:tiny")
     lib, _ = make_shapes_library(tmp_path_factory.mktemp("lib"), model=model, num=3)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from media_files import encode_h264 as _encode
+
 from video.decode import DecodeLimits, VideoLimitError, VideoReadError, probe, read_frames
 
 REPO = Path(__file__).resolve().parent.parent
