@@ -125,6 +125,10 @@ def clean_query(text: Any, max_chars: int = 1000) -> tuple[str, list[str]]:
     if not isinstance(text, str):
         text = str(text)
     notes: list[str] = []
+    total = len(text.strip())
+    # Cut before scanning: a 10M-character query must cost no more than a long one. Control characters
+    # removed below can only shorten what is left, so 4x the limit always leaves enough to read.
+    text = text[: 4 * max_chars]
     removed = 0
     out = []
     for ch in text:
@@ -142,8 +146,8 @@ def clean_query(text: Any, max_chars: int = 1000) -> tuple[str, list[str]]:
     text = _WS.sub(" ", unicodedata.normalize("NFC", "".join(out))).strip()
     if not text:
         raise QueryError("The query is empty: type what you are looking for, e.g. \"a dog runs on the beach\".")
-    if len(text) > max_chars:
-        notes.append(f"The query had {len(text):,} characters; only the first {max_chars:,} were read.")
+    if len(text) > max_chars or total > 4 * max_chars:
+        notes.append(f"The query had {total:,} characters; only the first {max_chars:,} were read.")
         text = text[:max_chars].rstrip()
     return text, notes
 

@@ -353,3 +353,23 @@ def test_settings_from_flags_and_environment(tmp_path):
     assert cfg.model == "random:tiny" and cfg.port == 9000 and not cfg.fallback
     cfg = from_args([], environ={})
     assert cfg.model_spec == DEFAULT_MODEL and not cfg.model_explicit and cfg.host == "127.0.0.1"
+
+
+def test_huge_query_is_cut_before_it_is_scanned(monkeypatch):
+    """A 10M-character query: only a bounded prefix is looked at character by character."""
+    import unicodedata
+
+    import app.engine as engine_module
+
+    seen = []
+    category = unicodedata.category
+
+    def counting_category(ch):
+        seen.append(ch)
+        return category(ch)
+
+    monkeypatch.setattr(engine_module.unicodedata, "category", counting_category)
+    text, notes = engine_module.clean_query("a dog runs " * 1_000_000, max_chars=1000)
+    assert len(seen) <= 4000
+    assert text == ("a dog runs " * 100)[:1000].rstrip()
+    assert any("10,999,999 characters" in n for n in notes)  # counted without the trailing space
