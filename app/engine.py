@@ -183,6 +183,8 @@ class SearchEngine:
         self.served_files = {Path(f).resolve() for f in (served_files or [])}
         self.notes: list[str] = []  # start-up notes about this engine (shown on the Library tab)
         self._familiar: float | None = None
+        self._posters: np.ndarray | None = None
+        self._poster_floor = 0.5
         self._lock = threading.Lock()  # one model call at a time: torch already uses every core
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._text_cache_size = 2048
@@ -522,7 +524,7 @@ class SearchEngine:
         nearest = similar[0].score if similar else None
         return Description(
             True, " ".join(notes), generated_caption=generated, captioner_note=note,
-            confident=nearest is not None and nearest >= self.familiar_threshold(), nearest=nearest,
+            confident=self.is_familiar(nearest, fr.frames), nearest=nearest,
             bank=[RankedCaption(c, s, src) for c, s, src in bank],
             library_captions=[RankedCaption(c, s, src) for c, s, src in libc],
             similar=similar, frames=fr.frames[keep], timestamps=[float(fr.timestamps[j]) for j in keep],
@@ -553,6 +555,45 @@ class SearchEngine:
                 unknown.append(word)
         return unknown, content_known
 
+    def is_familiar(self, nearest: float | None, frames: np.ndarray) -> bool:
+        """Is an upload close to something the model knows? (Else its captions and matches are guesses.)
+
+        A model trained on a narrow domain (a restricted caption vocabulary: the bundled shapes model)
+        maps any video into that domain, so its embeddings cannot tell; there the upload's colours are
+        compared with the library's posters instead. Every model: its embedding must be about as close
+        to a library video as library videos are to each other.
+        """
+        if nearest is None or nearest < self.familiar_threshold():
+            return False
+        if not getattr(getattr(self.model, "config", None), "caption_vocab", None):
+            return True
+        posters = self._poster_histograms()
+        if posters is None:
+            return True
+        h = np.mean([_colour_hist(f) for f in frames], axis=0)
+        return float(np.minimum(posters, h).sum(axis=1).max()) >= self._poster_floor
+
+    def _poster_histograms(self) -> np.ndarray | None:
+        """Colour histograms of up to 256 library posters (None without posters), and their own floor."""
+        if self._posters is None:
+            from PIL import Image
+
+            hists = []
+            n = len(self.library)
+            for i in np.unique(np.linspace(0, max(0, n - 1), min(n, 256)).astype(int)):
+                path = self.library.media_path(self.library.records[int(i)].poster)
+                try:
+                    with Image.open(path) as im:
+                        hists.append(_colour_hist(np.asarray(im.convert("RGB"))))
+                except (OSError, TypeError, AttributeError):
+                    continue
+            self._posters = np.stack(hists) if hists else np.zeros((0, 64), np.float32)
+            if len(hists) >= 2:
+                own = np.minimum(self._posters[:, None], self._posters[None]).sum(-1)
+                np.fill_diagonal(own, 0)
+                self._poster_floor = float(np.percentile(own.max(axis=1), 5)) - 0.25
+        return self._posters if len(self._posters) else None
+
     def familiar_threshold(self) -> float:
         """Below this similarity to its closest library video, an upload is "far from anything known".
 
@@ -581,6 +622,14 @@ def _without_path(message: str, path: Path) -> str:
     if text.startswith(path.name + ": "):
         text = text[len(path.name) + 2 :]
     return re.sub(r"\s*\(\[Errno [^)]*\)\)?", "", text).rstrip(" .")
+
+
+def _colour_hist(frame: np.ndarray) -> np.ndarray:
+    """A 64-bin colour histogram (4 levels per channel), summing to 1: a model-free look at a frame."""
+    a = np.asarray(frame, dtype=np.uint8)[..., :3] // 64
+    idx = a[..., 0].astype(np.int64) * 16 + a[..., 1].astype(np.int64) * 4 + a[..., 2]
+    h = np.bincount(idx.ravel(), minlength=64).astype(np.float32)
+    return h / max(1.0, float(h.sum()))
 
 
 def _top(emb: np.ndarray | None, v: np.ndarray, n: int, item) -> list[tuple[str, float, str]]:

@@ -135,9 +135,11 @@ def make_tools(engine) -> list[Callable[..., Any]]:
     return [search_videos, describe_video]
 
 
-def register_tools(engine) -> None:
-    """Add the tools as named endpoints of the Blocks being built (call inside ``with gr.Blocks()``)."""
+def register_tools(engine, wrap: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None) -> None:
+    """Add the tools as named endpoints of the Blocks being built (call inside ``with gr.Blocks()``).
+
+    wrap: applied to each tool (app.ui passes the ZeroGPU decorator: the tools run the model)."""
     import gradio as gr
 
     for fn in make_tools(engine):
-        gr.api(fn, api_name=fn.__name__, concurrency_id="search")
+        gr.api(wrap(fn) if wrap else fn, api_name=fn.__name__, concurrency_id="search")

@@ -80,8 +80,8 @@ def _say(progress: Progress | None, msg: str) -> None:
 # ------------------------------------------------------------------------------------ network
 
 
-def _hub_needed(config: AppConfig) -> bool:
-    specs = [config.model_spec, config.library or ""]
+def _hub_needed(config: AppConfig, first_model: str | None = None) -> bool:
+    specs = [first_model or config.model_spec, config.library or ""]
     return any(s.startswith(("clip:", "hf-hub:")) for s in specs)
 
 
@@ -400,9 +400,9 @@ def read_caption_bank(path: Path) -> list[str]:
     return [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")]
 
 
-def _go_offline_if_needed(config: AppConfig, progress: Progress | None) -> bool:
+def _go_offline_if_needed(config: AppConfig, progress: Progress | None, first_model: str | None = None) -> bool:
     """Probe the Hub once when the settings need it; True when the app runs from the local cache."""
-    if not _hub_needed(config):
+    if not _hub_needed(config, first_model):
         return False
     from app.network import go_offline_if_unreachable
     from model.hub import hub_offline
@@ -458,9 +458,12 @@ def start(config: AppConfig, progress: Progress | None = print) -> Startup:
 
     t0 = time.perf_counter()
     attempts: list[str] = []
-    offline = _go_offline_if_needed(config, progress)
+    hub_library = (config.library or "").startswith("hf-hub:")
+    offline = _go_offline_if_needed(config, progress) if hub_library else False
     root = _configured_library_root(config, attempts)
     lib_spec = None if config.model_explicit else library_model(root)
+    if not hub_library:
+        offline = _go_offline_if_needed(config, progress, lib_spec)
     device = _device(config)
     for n, spec in enumerate(model_candidates(config, lib_spec)):
         _say(progress, f"loading model {spec} ...")

@@ -197,7 +197,7 @@ def build_demo(st: Startup, config: Any = None, spaces: Any = None) -> gr.Blocks
                 _library_tab(h)
         gr.api(gpu(h.similarity), api_name="similarity", concurrency_id="search")
         gr.api(h.library_info, api_name="library_info", queue=False)
-        register_tools(h.engine)  # search_videos, describe_video: JSON for programs and MCP agents
+        register_tools(h.engine, gpu)  # search_videos, describe_video: JSON for programs and MCP agents
     return demo
 
 

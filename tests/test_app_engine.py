@@ -373,3 +373,115 @@ def test_huge_query_is_cut_before_it_is_scanned(monkeypatch):
     assert len(seen) <= 4000
     assert text == ("a dog runs " * 100)[:1000].rstrip()
     assert any("10,999,999 characters" in n for n in notes)  # counted without the trailing space
+
+
+def test_library_alone_loads_the_model_its_manifest_names(tmp_path, tiny_library, monkeypatch):
+    """--library without --model: the library's own model, no default CLIP attempt, no re-indexing."""
+    import app.startup as startup
+    from app.config import from_args
+
+    def no_probe(*a, **k):
+        raise AssertionError("the Hub was probed although nothing needs it")
+
+    import app.network
+
+    monkeypatch.setattr(app.network, "go_offline_if_unreachable", no_probe)
+    cfg = from_args(["--library", str(tiny_library[0]), "--cache-dir", str(tmp_path / "cache")], environ={})
+    st = startup.start(cfg, progress=None)
+    assert st.model_spec == "random:tiny" and st.attempts == []
+    assert st.model_reason == "the model named in the library's manifest"
+    assert st.library_root == tiny_library[0] and not (tmp_path / "cache" / "libraries").exists()
+
+
+def test_library_model_that_cannot_load_falls_back_and_says_why(tmp_path, tiny_library, monkeypatch):
+    import json
+    import shutil
+
+    import app.startup as startup
+    from app.config import from_args
+
+    lib = tmp_path / "lib"
+    shutil.copytree(tiny_library[0], lib)
+    manifest = json.loads((lib / "manifest.json").read_text())
+    manifest["model"] = "bundled:no-such-model"
+    (lib / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(startup, "FALLBACK_MODELS", ("random:tiny",))
+    cfg = from_args(["--library", str(lib), "--cache-dir", str(tmp_path / "cache")], environ={})
+    st = startup.start(cfg, progress=None)
+    assert st.model_spec == "random:tiny" and st.model_reason == "the fallback model"
+    assert len(st.attempts) == 1
+    assert "Could not load model bundled:no-such-model (named in the library's manifest)" in st.attempts[0]
+    from app.ui import banner
+
+    assert "named in the library" in banner(st)
+
+
+def test_hub_library_alone_loads_its_model_offline(tmp_path, tiny_library, monkeypatch):
+    """--library hf-hub:org/name with no --model and no network: the dataset and its model from the cache."""
+    import shutil
+
+    import huggingface_hub.constants as hub_constants
+
+    import app.network
+    import app.startup as startup
+    from app.config import from_args
+
+    commit = "89abcdef0123456789abcdef0123456789abcdef"
+    repo = tmp_path / "hub" / "datasets--someone--shapes-library"
+    shutil.copytree(tiny_library[0], repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(app.network, "go_offline_if_unreachable", lambda timeout=3.0: True)
+    cfg = from_args(["--library", "hf-hub:someone/shapes-library", "--cache-dir", str(tmp_path / "cache")],
+                    environ={})
+    st = startup.start(cfg, progress=None)
+    assert st.model_spec == "random:tiny" and st.attempts == [] and st.offline
+    assert st.library_root == repo / "snapshots" / commit and len(st.engine.library) == 6
+
+
+@pytest.fixture(scope="module")
+def bundled_engine():
+    from app.config import BUNDLED_LIBRARY
+    from model import load_model
+    from precompute import open_library
+
+    if not (BUNDLED_LIBRARY / "manifest.json").is_file():
+        pytest.fail("the bundled library is missing from assets/")
+    return SearchEngine(load_model("bundled:moving-shapes"), open_library(BUNDLED_LIBRARY))
+
+
+def test_describe_marks_videos_the_model_cannot_know(bundled_engine):
+    """The shapes model calls a real clip "a white square ..."; the page must say that is a guess."""
+    from app.config import SAMPLE_VIDEOS
+
+    real = bundled_engine.describe(str(SAMPLE_VIDEOS / "bird_on_branch.mp4"))
+    assert real.ok and real.generated_caption and not real.confident
+    shapes = bundled_engine.library.path_of(3)
+    known = bundled_engine.describe(str(shapes))
+    assert known.ok and known.confident and known.nearest > 0.99
+
+
+@pytest.mark.parametrize("query,words", [
+    ("asdf qwerty zzz", "knows none of these words (asdf, qwerty, zzz)"),
+    ("a dog on the beach", "knows none of these words (dog, on, beach)"),
+    ("a red dog moves left", "does not know: dog"),
+    ("a red circle moves left", None),
+])
+def test_queries_outside_the_vocabulary_get_a_notice(bundled_engine, query, words):
+    res = bundled_engine.search(query, 3)
+    assert res.ok and len(res.hits) == 3
+    assert (words in res.message) if words else res.message == ""
+
+
+def test_the_bundled_library_is_the_offline_fallback_and_its_absence_is_said(tmp_path, monkeypatch):
+    import app.startup as startup
+    from app.config import from_args
+
+    cfg = from_args(["--cache-dir", str(tmp_path / "cache")], environ={})
+    cfg.model = "bundled:moving-shapes"
+    monkeypatch.setattr(startup, "BUNDLED_LIBRARY", tmp_path / "gone")
+    monkeypatch.setattr(startup, "FALLBACK_MODELS", ())
+    with pytest.raises(startup.StartupError, match="The bundled library .*gone is missing"):
+        startup.start(cfg, progress=None)
