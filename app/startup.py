@@ -254,12 +254,12 @@ def _library_with_videos(ctx: _LibraryContext, root: Path, ref: str):
         raise LibraryError(f"--videos {videos}: no such folder")
     try:
         lib, rep = _build(videos, root, ctx.model, ctx.progress, "library", ctx.device)
-        return lib, f"your library {root} of {videos} ({_freshness(rep)})"
+        return lib, f"your library {root.name!r} of {videos.name!r} ({_freshness(rep)})"
     except ModelMismatchError as e:
         ctx.attempts.append(f"Library {ref} is for another model ({_short_reason(e)}); "
                             f"{videos} was indexed again for {ctx.spec} in the cache folder.")
         lib, rep = ctx.index_into_cache(videos, "library")
-        return lib, f"your videos folder {videos} ({_freshness(rep)})"
+        return lib, f"your videos folder {videos.name!r} ({_freshness(rep)})"
 
 
 def _from_configured_library(ctx: _LibraryContext):
@@ -301,7 +301,7 @@ def _from_videos(ctx: _LibraryContext):
         if not src.is_dir():
             raise LibraryError(f"{src}: no such folder")
         lib, rep = ctx.index_into_cache(src, "library")
-        return lib, f"your videos folder {src} ({_freshness(rep)})"
+        return lib, f"your videos folder {src.name!r} ({_freshness(rep)})"
     except (LibraryError, OSError, ValueError) as e:
         ctx.attempts.append(f"Could not index videos folder {src}: {_short_reason(e)}")
     return None
