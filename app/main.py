@@ -31,9 +31,7 @@ def create_app(config: AppConfig, progress=print):
 def main(argv: list[str] | None = None) -> int:
     set_environment_defaults()  # first: on a Space it moves HF_HOME (and so the cache folder) to /data
     config = from_args(argv)  # before any heavy import, so --help is instant
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "urllib3", "huggingface_hub"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _quiet_logging()
     from app.startup import StartupError
 
     if config.mcp:
@@ -42,8 +40,17 @@ def main(argv: list[str] | None = None) -> int:
         if mcp_missing():
             print(f"[promptswitch] {mcp_missing()}", file=sys.stderr)
             return 2
+    def say(m: str) -> None:
+        print(f"[promptswitch] {m}", flush=True)
+
     try:
-        demo, st = create_app(config, progress=lambda m: print(f"[promptswitch] {m}", flush=True))
+        if config.videos:  # indexing may take minutes: a page that shows its progress is up meanwhile
+            from app.progress import serve_while_starting
+
+            demo, st = serve_while_starting({"server_name": config.host, "server_port": config.port},
+                                            lambda log: create_app(config, progress=log), echo=say)
+        else:
+            demo, st = create_app(config, progress=say)
     except StartupError as e:
         print(f"[promptswitch] {e}", file=sys.stderr)
         return 2
@@ -51,3 +58,22 @@ def main(argv: list[str] | None = None) -> int:
 
     demo.launch(**launch_kwargs(config, st))
     return 0
+
+
+class _ExpectedFallbacks(logging.Filter):
+    """Drop third-party chatter about failures start-up already reports in one line of its own.
+
+    open_clip logs "ERROR ... Failed to download weights" on the root logger before the app falls back;
+    faiss's loader logs the ModuleNotFoundError of every CPU variant it tries.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not ("open_clip" in record.pathname and record.levelno < logging.CRITICAL)
+
+
+def _quiet_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "urllib3", "huggingface_hub", "faiss", "faiss.loader"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_ExpectedFallbacks())

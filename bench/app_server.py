@@ -60,9 +60,10 @@ class AppServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the app exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
             try:
-                if httpx.get(self.url + "gradio_api/info", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
+                r = httpx.get(self.url + "gradio_api/info", timeout=2)
+                if r.status_code == 200 and "/search" in r.json().get("named_endpoints", {}):
+                    return self  # the real page, not the one shown while a --videos folder is indexed
+            except (httpx.HTTPError, ValueError):
                 pass
             time.sleep(0.5)
         self.stop()
