@@ -56,12 +56,13 @@ footer, footer a, footer button { color: #374151 !important; }
 """
 
 #: Moves the player into view and starts it (Gradio sets the start position from the handler).
-SCROLL_AND_PLAY = """() => { setTimeout(() => {
+SCROLL_AND_PLAY = """() => { let n = 0; const go = () => {
   const v = document.querySelector('#result-video video');
+  if ((!v || !v.currentSrc) && n++ < 30) { setTimeout(go, 100); return; }
   const target = v || document.querySelector('#result-info');
   if (target) target.scrollIntoView({block: 'center', behavior: 'instant'});
   if (v) { v.muted = true; v.play().catch(() => {}); }
-}, 400); }"""
+}; setTimeout(go, 150); }"""
 
 
 def banner(st: Startup) -> str:

@@ -148,9 +148,9 @@ def test_search_and_play_from_a_folder_outside_the_checkout(desktop, app_url, tm
     expect(video).to_be_visible()
     expect(desktop.locator("#best-moment")).to_contain_text("Best-matching moment")
     desktop.wait_for_function("() => { const v = document.querySelector('#result-video video');"
-                              " return v && !v.paused && v.currentTime > 0; }")
-    assert desktop.evaluate("() => { const r = document.querySelector('#result-video video')"
-                            ".getBoundingClientRect(); return r.top >= 0 && r.bottom <= window.innerHeight; }")
+                              " if (!v) return false; const r = v.getBoundingClientRect();"
+                              " return !v.paused && v.currentTime > 0 && r.top >= 0"
+                              " && r.bottom <= window.innerHeight; }")
     src = video.get_attribute("src") or ""
     assert "gradio_api/file=" in src and ("My%20Videos" in src or "My Videos" in src), src
     plot = desktop.locator("#similarity-plot img")
