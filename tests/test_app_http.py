@@ -185,3 +185,34 @@ def test_concurrent_clients(server):
     for t in threads:
         t.join(120)
     assert not errors and len(done) == 18
+
+
+def test_search_videos_chains_into_similarity(client, server):
+    """The README's client example: JSON hits, a returned id fed to /similarity, served URLs."""
+    import json
+
+    import httpx
+
+    found = json.loads(client.predict("a red circle moves left", 4, api_name="/search_videos"))
+    hits = found["hits"]
+    assert found["ok"] and [h["rank"] for h in hits] == [1, 2, 3, 4]
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    assert all(0 <= h["start"] < h["end"] for h in hits)
+    sim = client.predict(found["query"], hits[0]["id"], api_name="/similarity")
+    assert sim["ok"] and sim["video_id"] == hits[0]["id"]
+    assert hits[0]["start"] <= sim["best_time"] <= hits[0]["end"]
+    assert httpx.get(hits[0]["video"], timeout=10).status_code == 200
+    assert httpx.get(hits[0]["thumbnail"], timeout=10).status_code == 200
+
+
+def test_describe_upload_returns_json(client, server):
+    from gradio_client import handle_file
+
+    clip = sorted(server.videos.glob("*.mp4"))[2]
+    d = client.predict(handle_file(str(clip)), api_name="/describe_upload")
+    assert d["ok"] and d["caption"] is None and d["confidence"] in ("high", "low")
+    scores = [c["score"] for c in d["ranked_captions"]]
+    assert scores and scores == sorted(scores, reverse=True)
+    assert d["similar"][0]["id"] == clip.stem and d["similar"][0]["score"] > 0.99
+    bad = client.predict(handle_file(str(server.bad / "notes.mp4")), api_name="/describe_upload")
+    assert not bad["ok"] and "could not be read as a video" in bad["message"] and bad["confidence"] is None

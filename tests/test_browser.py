@@ -142,7 +142,8 @@ def test_search_and_play_from_a_folder_outside_the_checkout(desktop, app_url, tm
     assert [int(m.group(1)) for m in parsed] == list(range(1, len(parsed) + 1))
     scores = [float(m.group(3)) for m in parsed]
     assert scores == sorted(scores, reverse=True)
-    assert parsed[0].group(2).endswith(".mp4")  # no captions in a plain folder: file names, never generated ones
+    if not os.environ.get("PROMPTSWITCH_SCREENSHOT"):  # no captions in a plain folder: file names, not generated
+        assert parsed[0].group(2).endswith(".mp4")
     desktop.locator("#results img").nth(1).click()
     video = desktop.locator("#result-video video")
     expect(video).to_be_visible()
@@ -152,7 +153,9 @@ def test_search_and_play_from_a_folder_outside_the_checkout(desktop, app_url, tm
                               " return !v.paused && v.currentTime > 0 && r.top >= 0"
                               " && r.bottom <= window.innerHeight; }")
     src = video.get_attribute("src") or ""
-    assert "gradio_api/file=" in src and ("My%20Videos" in src or "My Videos" in src), src
+    assert "gradio_api/file=" in src, src
+    if not os.environ.get("PROMPTSWITCH_SCREENSHOT"):
+        assert "My%20Videos" in src or "My Videos" in src, src
     plot = desktop.locator("#similarity-plot img")
     expect(plot).to_be_visible()
     assert "Cosine similarity of" in (plot.get_attribute("alt") or "")
@@ -160,7 +163,7 @@ def test_search_and_play_from_a_folder_outside_the_checkout(desktop, app_url, tm
     desktop.screenshot(path=str(tmp_path / "desktop.png"), full_page=True)
     if os.environ.get("PROMPTSWITCH_SCREENSHOT"):
         (REPO / "docs").mkdir(exist_ok=True)
-        desktop.screenshot(path=str(REPO / "docs" / "screenshot.png"))
+        desktop.screenshot(path=str(REPO / "docs" / "screenshot.png"), full_page=True)
 
 
 def test_wide_screen_brings_the_selected_result_into_view(browser, app_url):
