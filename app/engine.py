@@ -20,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from app.batcher import MicroBatcher
 from app.config import Limits
 from model.files import atomic_save
+from model.text_fast import FastTextError, fast_text_wanted
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +176,8 @@ class SearchEngine:
         served_dirs: list[Path] | None = None,
         served_files: list[Path] | None = None,
         cache_dir: Path | None = None,
+        fast_text: str | None = "auto",
+        batch_window: float = 0.002,
     ):
         library.check_model(model.fingerprint, getattr(model, "spec", None))
         self.model = model
@@ -185,13 +189,19 @@ class SearchEngine:
         self._familiar: float | None = None
         self._posters: np.ndarray | None = None
         self._poster_floor = 0.5
-        self._lock = threading.Lock()  # one model call at a time: torch already uses every core
+        self._lock = threading.Lock()  # one video-tower call at a time: torch already uses every core
+        self._text_lock = threading.Lock()  # text encoding never waits behind a describe
+        self._cache_lock = threading.Lock()
         self._text_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._text_cache_size = 2048
         self._cache_dir = Path(cache_dir) if cache_dir else None
         import torch
 
         self._torch = torch
+        self.text_path = self._enable_fast_text(fast_text_wanted(fast_text or "off"))
+        # Concurrent queries are encoded together: one forward pass for all that arrived meanwhile.
+        self.query_batcher: MicroBatcher[str, np.ndarray] = MicroBatcher(
+            self._encode_queries, window=batch_window, max_batch=32, name="query-batcher")
         self.num_frames = int(getattr(getattr(model, "config", None), "num_frames", 0) or library.num_frames)
         tok = getattr(model, "tokenizer", None)
         self._tokenizer = tok if hasattr(tok, "encode") else None
@@ -257,10 +267,30 @@ class SearchEngine:
             "failures": lib.failures,
             "caption_bank": len(self.bank),
             "library_captions": len(self.library_captions),
+            "text_encoder": self.text_path,
             "notes": list(self.notes),
         }
 
     # -------------------------------------------------------------- text
+    def _enable_fast_text(self, backend: str | None) -> str:
+        """Build the checked fast CPU text encoder when asked and possible; the text path in words."""
+        self._fast_text = None
+        if backend is None or not hasattr(self.model, "fast_text_encoder"):
+            return "exact (open_clip text tower over the real tokens)"
+        try:
+            self._fast_text = self.model.fast_text_encoder(backend, cache_dir=self._cache_dir)
+        except FastTextError as e:
+            log.info("text encoder: exact path: %s", e)
+            return f"exact ({e})"
+        return f"fast CPU path ({self._fast_text.backend}), checked against the exact one"
+
+    def _encode_queries(self, texts: list[str]) -> list[np.ndarray]:
+        """The batcher's forward: each distinct text once, results in the callers' order."""
+        unique = list(dict.fromkeys(texts))
+        emb = self._encode_text(unique)
+        row = {t: emb[i] for i, t in enumerate(unique)}
+        return [row[t] for t in texts]
+
     def _encode_many(self, texts: list[str], cache_name: str, batch: int = 256) -> np.ndarray:
         """Encode a fixed list of texts; cached on disk per model + text list (if a cache dir is set)."""
         cache = None
@@ -287,8 +317,11 @@ class SearchEngine:
         return arr
 
     def _encode_text(self, texts: list[str]) -> np.ndarray:
-        with self._lock, self._torch.inference_mode():
-            emb = self.model.encode_text(texts)
+        with self._text_lock, self._torch.inference_mode():
+            if self._fast_text is not None:
+                emb = self._fast_text.encode(self.model.tokenize(texts))
+            else:
+                emb = self.model.encode_text(texts)
         return emb.detach().to("cpu", self._torch.float32).numpy()
 
     def _fit_tokens(self, text: str) -> tuple[str, str | None]:
@@ -317,13 +350,13 @@ class SearchEngine:
         if note:
             notes.append(note)
         key = text
-        with self._lock:
+        with self._cache_lock:
             emb = self._text_cache.get(key)
             if emb is not None:
                 self._text_cache.move_to_end(key)
         if emb is None:
-            emb = self._encode_text([text])[0]
-            with self._lock:
+            emb = self.query_batcher.submit(text)
+            with self._cache_lock:
                 self._text_cache[key] = emb
                 while len(self._text_cache) > self._text_cache_size:
                     self._text_cache.popitem(last=False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -180,6 +181,16 @@ class PromptSwitch(nn.Module):
     def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
         """list of N strings -> [N, D], L2-normalised."""
         return self.encode_tokens(self.tokenize(texts))
+
+    def fast_text_encoder(self, backend: str = "auto", cache_dir=None):
+        """A model.text_fast.FastText for this model's current weights: encode_text's features, faster, CPU only.
+
+        Checked against encode_tokens before it is returned; raises model.text_fast.FastTextError when no
+        backend fits. The model is not changed (rebuild the encoder after changing weights)."""
+        from .text_fast import build_fast_text
+
+        cache = None if cache_dir is None else Path(cache_dir) / "text-onnx" / f"{self.fingerprint}.onnx"
+        return build_fast_text(self.clip, self.tokenize, self.encode_tokens, backend, cache)
 
     @property
     def logit_scale(self) -> torch.Tensor:
