@@ -11,9 +11,11 @@ nothing and a crowd shares forward passes.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
@@ -24,6 +26,18 @@ __all__ = ["MicroBatcher"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+#: Every batcher, so that a forked child (ZeroGPU runs handlers in one; app.isolation forks too) starts
+#: with an empty queue and its own worker instead of waiting on a thread that exists only in the parent.
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for batcher in list(_LIVE):
+        batcher._reset()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class MicroBatcher(Generic[T, R]):
@@ -36,8 +50,13 @@ class MicroBatcher(Generic[T, R]):
         self._fn = fn
         self.window = max(0.0, float(window))
         self.max_batch = int(max_batch)
-        self._queue: queue.SimpleQueue[tuple[T, Future]] = queue.SimpleQueue()
         self._name = name
+        self._reset()
+        _LIVE.add(self)
+
+    def _reset(self) -> None:
+        """A fresh queue, locks, counters and no worker (at construction and in a forked child)."""
+        self._queue: queue.SimpleQueue[tuple[T, Future]] = queue.SimpleQueue()
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._count_lock = threading.Lock()

@@ -250,6 +250,7 @@ def print_goals(rows: list[dict]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", help="a running app (only its model is measured); default: start one per --models")
+    ap.add_argument("--pid", type=int, help="with --url: the app's process id, for its CPU time per query")
     ap.add_argument("--models", default=",".join(MODELS), help="model specs, comma-separated")
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--queries", type=int, default=25, help="queries per client in the crowd scenarios")
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     queries = distinct_queries(args.single_queries + 2 * args.clients * args.queries)
     rows: list[dict] = []
     if args.url:
-        rows += run_model(args.url, None, args, queries)
+        rows += run_model(args.url, args.pid, args, queries)
     else:
         from bench.app_server import AppServer
 

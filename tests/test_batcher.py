@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -92,6 +94,22 @@ def test_a_wrong_number_of_results_is_an_error_not_a_mixup():
     b = MicroBatcher(lambda items: [1, 2, 3])
     with pytest.raises(RuntimeError, match="3 results for 1 items"):
         b.submit("x")
+
+
+def test_a_forked_child_gets_its_own_worker():
+    b = MicroBatcher(lambda items: [x + 1 for x in items])
+    assert b.submit(1) == 2  # the parent's worker thread exists now; a forked child does not have it
+    pid = os.fork()
+    if pid == 0:  # child: must answer, not wait forever on the parent's thread
+        signal.alarm(30)  # a hang ends the child (SIGALRM), which fails the test
+        ok = False
+        try:
+            ok = b.submit(41) == 42 and b.batches == 1
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b.submit(2) == 3  # and the parent's worker still serves
 
 
 def test_max_batch_must_be_positive():
