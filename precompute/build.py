@@ -55,7 +55,8 @@ class _Known:
 
     size: int
     mtime: float
-    entry: Entry | None = None
+    entries: list[Entry] | None = None
+    """The file's rows (its segments, in order); None when it failed."""
     failure: dict[str, Any] | None = None
     origin: str = "library"  # library | chunk | reuse
 
@@ -81,7 +82,8 @@ def _open_existing(out: Path) -> Library | None:
 
 def _header(model: Any, settings: BuildSettings) -> dict[str, Any]:
     return {"fingerprint": model.fingerprint, "model": getattr(model, "spec", "?"), "frames": settings.frames,
-            "dim": int(model.embed_dim), "max_side": settings.max_side}
+            "dim": int(model.embed_dim), "max_side": settings.max_side,
+            "segments": settings.segment_options().to_dict()}
 
 
 def _lib_header(lib: Library) -> dict[str, Any]:
@@ -89,14 +91,15 @@ def _lib_header(lib: Library) -> dict[str, Any]:
     h = {"fingerprint": m.get("fingerprint"), "model": m.get("model"), "frames": m.get("frames"), "dim": m.get("dim")}
     if "max_side" in m.get("settings", {}):
         h["max_side"] = m["settings"]["max_side"]
+    if "segments" in m:  # version 2; a version-1 library's rows are whole files, reused as such
+        h["segments"] = m["segments"]
     return h
 
 
 def _known_from_library(known: dict[str, _Known], lib: Library, origin: str, media_root: Path | None,
                         with_failures: bool) -> None:
     rows = Rows(lib.video_emb, lib.frame_emb)
-    for i, rec in enumerate(lib.records):
-        known[rec.id] = _Known(rec.size, rec.mtime, entry=Entry(rec, rows, i, media_root=media_root), origin=origin)
+    _add_entries(known, [Entry(rec, rows, i, media_root=media_root) for i, rec in enumerate(lib.records)], origin)
     if with_failures:
         for f in lib.failures:
             if "id" in f:
@@ -105,10 +108,19 @@ def _known_from_library(known: dict[str, _Known], lib: Library, origin: str, med
 
 def _known_from_chunks(known: dict[str, _Known], chunks: list[Chunk]) -> None:
     for c in chunks:
-        for i, rec in enumerate(c.records):
-            known[rec.id] = _Known(rec.size, rec.mtime, entry=Entry(rec, c.rows, i), origin="chunk")
+        _add_entries(known, [Entry(rec, c.rows, i) for i, rec in enumerate(c.records)], "chunk")
         for f in c.failures:
             known[f["id"]] = _Known(int(f.get("size", -2)), float(f.get("mtime", 0.0)), failure=f, origin="chunk")
+
+
+def _add_entries(known: dict[str, _Known], entries: list[Entry], origin: str) -> None:
+    """Group rows by source file (a later source of the same file replaces an earlier one whole)."""
+    by: dict[str, list[Entry]] = {}
+    for e in entries:
+        by.setdefault(e.record.video, []).append(e)
+    for video, rows in by.items():
+        rows.sort(key=lambda e: (e.record.segment, e.record.start))
+        known[video] = _Known(rows[0].record.size, rows[0].record.mtime, entries=rows, origin=origin)
 
 
 def _failure(item: SourceItem, reason: str) -> dict[str, Any]:
@@ -205,6 +217,7 @@ def _build(source: str | os.PathLike[str], out: Path, model: Any, job: _Build) -
         entries = _assemble(job, plan, m, captions, encoded)
     report = job.report
     report.total = len(entries)
+    report.videos = len({e.record.video for e in entries})
     report.seconds = dict(job.secs, total=time.perf_counter() - job.t_start)
     report.videos_per_s = encoded / run_seconds if run_seconds > 0 and encoded else 0.0
     job.say(len(plan.todo), len(plan.todo), "done")
@@ -274,7 +287,7 @@ def _plan(job: _Build, src: Source, items: list[SourceItem], header: dict[str, A
                 report.failed_before += 1
             else:
                 report.failed += 1
-        elif same and k.entry is not None:
+        elif same and k.entries is not None:
             kept[item.id] = k
             if k.origin == "chunk":
                 report.resumed += 1
@@ -290,7 +303,7 @@ def _plan(job: _Build, src: Source, items: list[SourceItem], header: dict[str, A
             todo.append(item)
     if base is not None:
         wanted = {i.id for i in items}
-        report.removed = sum(1 for vid in base.ids if vid not in wanted)
+        report.removed = len({r.video for r in base.records if r.video not in wanted})
     return _Plan(src, items, base, kept, todo, chunks)
 
 
@@ -304,16 +317,16 @@ def _up_to_date(job: _Build, plan: _Plan) -> bool:
         return False
     if base.manifest.get("source_root") != str(plan.src.root):
         return False
-    with_entry = [i for i in plan.items if plan.kept[i.id].entry is not None]
-    entries_now = [plan.kept[i.id].entry for i in with_entry]
-    same_records = [e.record.id for e in entries_now] == base.ids and all(
-        _refresh(e.record, it).to_json() == e.record.to_json() for e, it in zip(entries_now, with_entry))
+    pairs = [(e, i) for i in plan.items for e in (plan.kept[i.id].entries or [])]
+    same_records = [e.record.id for e, _ in pairs] == base.ids and all(
+        _refresh(e.record, it).to_json() == e.record.to_json() for e, it in pairs)
     same_failures = sorted(json.dumps(plan.kept[i.id].failure, sort_keys=True) for i in plan.items
                            if plan.kept[i.id].failure is not None) == sorted(
         json.dumps(f, sort_keys=True) for f in base.failures)
     if not (same_records and same_failures):
         return False
     job.report.total = len(base)
+    job.report.videos = len({r.video for r in base.records})
     job.report.up_to_date = True
     job.report.seconds = dict(job.secs, total=time.perf_counter() - job.t_start)
     return True
@@ -355,8 +368,8 @@ def _assemble(job: _Build, plan: _Plan, m: _Model, captions: bool, encoded: int)
         k = plan.kept.get(item.id) or fresh.get(item.id)
         if k is None:
             continue  # its chunk could not be read back: encoded again by the next run
-        if k.entry is not None:
-            entries.append(Entry(_refresh(k.entry.record, item), k.entry.rows, k.entry.row, k.entry.media_root))
+        if k.entries is not None:
+            entries += [Entry(_refresh(e.record, item), e.rows, e.row, e.media_root) for e in k.entries]
         elif k.failure is not None:
             failures.append(k.failure)
     total = len(plan.todo)
@@ -423,6 +436,7 @@ def _manifest(base: Library | None, src: Source, settings: BuildSettings, header
         "source_kind": src.kind,
         "source_root": str(src.root),
         "generated_captions": captions,
+        "segments": header["segments"],
         "thumbnails": {"height": settings.thumb_height, "enabled": settings.thumbnails},
         "settings": settings.to_dict(),
         "command": command if command is not None else " ".join(sys.argv),
@@ -434,7 +448,7 @@ def _manifest(base: Library | None, src: Source, settings: BuildSettings, header
 
 def _run(todo: list[SourceItem], m: Any, settings: BuildSettings, num_segments: int, workers: int,
          encoder: Any, writer: ChunkWriter, report: BuildReport, secs: dict[str, float], say: Progress) -> int:
-    """Decode (workers) -> encode (batches) -> write (chunks). Returns how many videos were encoded."""
+    """Decode (workers) -> encode (batches of segments) -> write (chunks). Returns the files encoded."""
     from tqdm.auto import tqdm
 
     from .reader import DecodeTask
@@ -443,30 +457,30 @@ def _run(todo: list[SourceItem], m: Any, settings: BuildSettings, num_segments: 
     if not todo:
         return 0
     by_seq = dict(enumerate(todo))
+    options = settings.segment_options()
     tasks = (DecodeTask(seq=i, id=it.id, path=str(it.path), frames=settings.frames, num_segments=num_segments,
                         max_side=settings.max_side, thumb_height=settings.thumb_height if settings.thumbnails else None,
-                        poster_height=max(2 * settings.thumb_height, 224), timeout=settings.decode_timeout)
+                        poster_height=max(2 * settings.thumb_height, 224), timeout=settings.decode_timeout,
+                        segments=options)
              for i, it in by_seq.items())
     bar = tqdm(total=len(todo), unit="video", disable=not settings.progress_bar, dynamic_ncols=True,
                smoothing=0.05, desc="precompute")
-    done = encoded = 0
+    count = {"done": 0, "files": 0, "segments": 0}
     batch: list[Any] = []
 
     def flush_batch() -> None:
-        nonlocal encoded, done
         if not batch:
             return
         video, frames, caps = encoder.encode([r.pixels for r in batch])
         for j, r in enumerate(batch):
-            item = by_seq[r.seq]
-            rec = VideoRecord(id=item.id, path=item.rel, duration=r.duration, fps=r.fps, timestamps=r.timestamps,
-                              captions=list(item.captions), generated_caption=caps[j] if caps else None,
-                              size=item.size, mtime=item.mtime)
-            writer.add(rec, video[j], frames[j], r.thumb, r.poster)
-        encoded += len(batch)
-        done += len(batch)
-        bar.update(len(batch))
-        say(done, len(todo), f"encoded {encoded} of {len(todo)}")
+            writer.add(_record(by_seq[r.seq], r, caps[j] if caps else None), video[j], frames[j], r.thumb, r.poster,
+                       last=r.last)
+            if r.last:
+                count["files"] += 1
+                count["done"] += 1
+                bar.update(1)
+        count["segments"] += len(batch)
+        say(count["done"], len(todo), f"encoded {count['files']} of {len(todo)} ({count['segments']} segments)")
         batch.clear()
 
     stream = decode_stream(tasks, m.preprocess_frames, workers, timeout=settings.decode_timeout,
@@ -476,24 +490,35 @@ def _run(todo: list[SourceItem], m: Any, settings: BuildSettings, num_segments: 
             secs["decode"] += res.seconds
             if not res.ok:
                 item = by_seq[res.seq]
+                batch[:] = [b for b in batch if b.seq != res.seq]  # segments of a file that failed part-way
+                writer.drop_video(item.id)
                 writer.add_failure(_failure(item, res.reason or "unknown error"))
                 report.failed += 1
-                done += 1
+                count["done"] += 1
                 bar.update(1)
                 bar.set_postfix(failed=report.failed, refresh=False)
-                say(done, len(todo), f"failed: {item.rel}")
+                say(count["done"], len(todo), f"failed: {item.rel}")
                 continue
             batch.append(res)
             if len(batch) >= settings.batch_size:
                 flush_batch()
         flush_batch()
     finally:
-        # Whatever happens (Ctrl-C included), commit what is already encoded.
+        # Whatever happens (Ctrl-C included), commit the files already encoded whole.
         try:
             writer.flush()
         finally:
             bar.close()
             stream.close()
     secs["write"] += writer.seconds
-    report.indexed = encoded
-    return encoded
+    report.indexed = count["files"]
+    report.segments_indexed = count["segments"]
+    return count["files"]
+
+
+def _record(item: SourceItem, r: Any, caption: str | None) -> VideoRecord:
+    """The library row of one decoded segment (a whole-file segment keeps the file's id)."""
+    seg_id = item.id if r.whole else f"{item.id}#{r.segment:05d}"  # zero-padded: ids sort in time order
+    return VideoRecord(id=seg_id, path=item.rel, duration=r.duration, fps=r.fps, timestamps=r.timestamps,
+                       captions=list(item.captions), generated_caption=caption, size=item.size, mtime=item.mtime,
+                       video=item.id, start=r.start, end=r.end if r.end > 0 else r.duration, segment=r.segment)

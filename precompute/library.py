@@ -2,18 +2,21 @@
 
 A library is a folder (format version ``FORMAT_VERSION``)::
 
-    manifest.json     format version, model spec + fingerprint, frames, dim, count, index, settings
-    videos.jsonl      one VideoRecord per line; line i describes row i of the arrays
+    manifest.json     format version, model spec + fingerprint, frames, dim, count, index, settings, segments
+    videos.jsonl      one VideoRecord per line, one per segment; line i describes row i of the arrays
     video_emb.npy     float16 [N, D], L2-normalised (np.load(..., mmap_mode="r"))
     frame_emb.npy     float16 [N, T, D], L2-normalised, rows in the order of each record's timestamps
     index.faiss       faiss index over video_emb (inner product = cosine)
     failures.jsonl    {"path", "reason", ...} for every file that could not be indexed
-    thumbs/KEY.jpg    strip of the sampled frames in time order; posters/KEY.jpg: the middle frame
+    thumbs/KEY.jpg    strip of the segment's sampled frames in time order; posters/KEY.jpg: the middle frame
     .work/            resumable state of an unfinished build (absent when the build finished)
 
 ``manifest.json`` is replaced last, so a reader never sees arrays from one build with the manifest
 of another once a build has finished. Importing this module is cheap (numpy only; faiss loads on the
 first search).
+
+Version 2 made a row a *segment* of a video (records gained ``video``, ``start``, ``end``,
+``segment``); version-1 libraries open unchanged, each row read as the one segment of its video.
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ __all__ = [
     "source_root_within",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this code reads (version 1: one row per video, read as one segment covering it).
+READABLE_VERSIONS = (1, 2)
 
 MANIFEST = "manifest.json"
 VIDEOS = "videos.jsonl"
@@ -56,10 +61,10 @@ WORK = ".work"
 
 @dataclass
 class VideoRecord:
-    """What the library knows about one indexed video (one line of videos.jsonl)."""
+    """What the library knows about one indexed segment of a video (one line of videos.jsonl)."""
 
     id: str
-    """Stable key: the path relative to SOURCE (posix), or the MSR-VTT video_id."""
+    """Stable key of the row: the video's id when the video is one segment, else ``VIDEO#NNNNN`` (segment)."""
     path: str
     """Relative to the manifest's source_root where possible, else absolute."""
     duration: float
@@ -77,6 +82,20 @@ class VideoRecord:
     size: int = 0
     """File size in bytes when encoded: with mtime, how incremental builds spot a changed file."""
     mtime: float = 0.0
+    video: str = ""
+    """The source file's id (the path relative to SOURCE, or the MSR-VTT video_id); '' reads as `id`."""
+    start: float = 0.0
+    """Seconds: where the segment starts in the video."""
+    end: float = 0.0
+    """Seconds: where it ends (0 reads as the video's duration)."""
+    segment: int = 0
+    """Index of the segment within its video (time order)."""
+
+    def __post_init__(self) -> None:
+        if not self.video:  # a version-1 row: the whole video is its one segment
+            self.video = self.id
+        if self.end <= 0:
+            self.end = self.duration
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
@@ -155,10 +174,11 @@ class Library:
             self.manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise LibraryError(f"{manifest_path}: cannot read the manifest ({e})") from e
-        if not isinstance(self.manifest, dict) or self.manifest.get("format_version") != FORMAT_VERSION:
-            version = self.manifest.get("format_version") if isinstance(self.manifest, dict) else None
+        version = self.manifest.get("format_version") if isinstance(self.manifest, dict) else None
+        if version not in READABLE_VERSIONS:
             raise LibraryError(
-                f"{root}: library format version {version!r}, this code reads version {FORMAT_VERSION}; "
+                f"{root}: library format version {version!r}, this code reads versions "
+                f"{', '.join(map(str, READABLE_VERSIONS))}; "
                 "rebuild it with `python -m precompute ... --overwrite`"
             )
         self.records: list[VideoRecord] = [_record(d, root) for d in read_jsonl(root / VIDEOS)]
@@ -177,6 +197,7 @@ class Library:
         self._check_same_build()
         self._index = None
         self._row_of: dict[str, int] | None = None
+        self._rows_of_video: dict[str, list[int]] | None = None
 
     def _source_root(self, allowed_roots: Iterable[str | os.PathLike[str]] | None) -> Path | None:
         """The folder the videos are in: recorded, or found beside the library; None if untrusted."""
@@ -262,6 +283,26 @@ class Library:
         if self._row_of is None:
             self._row_of = {v: i for i, v in enumerate(self.ids)}
         return self._row_of[video_id]
+
+    @property
+    def format_version(self) -> int:
+        return int(self.manifest.get("format_version", 1))
+
+    @property
+    def segments(self) -> dict[str, Any]:
+        """The segmentation settings of the build ({"mode": "none"} for a version-1 library)."""
+        return dict(self.manifest.get("segments") or {"mode": "none", "spec": "none"})
+
+    def rows_of_video(self, video: str) -> list[int]:
+        """Rows of every segment of a source file, in time order ([] if absent)."""
+        if self._rows_of_video is None:
+            by: dict[str, list[int]] = {}
+            for i, r in enumerate(self.records):
+                by.setdefault(r.video, []).append(i)
+            for rows in by.values():
+                rows.sort(key=lambda i: (self.records[i].start, self.records[i].segment))
+            self._rows_of_video = by
+        return list(self._rows_of_video.get(video, []))
 
     # -------------------------------------------------------------- checks and paths
     def check_model(self, fingerprint: str, spec: str | None = None) -> None:

@@ -2,7 +2,7 @@
 
 Shards come from ``--num-shards N --shard-id i`` runs (job arrays) or from torchrun ranks. Every
 shard must be built with the same model and settings; ids must not repeat; by default all N shards
-must be present. The merged rows are sorted by id, so the result equals a one-process build.
+must be present. The merged rows are sorted by file id, then segment, so the result equals a one-process build.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ __all__ = ["merge_libraries", "main"]
 def _header(lib: Library) -> dict[str, Any]:
     m = lib.manifest
     return {"fingerprint": m.get("fingerprint"), "model": m.get("model"), "frames": m.get("frames"),
-            "dim": m.get("dim"), "max_side": m.get("settings", {}).get("max_side")}
+            "dim": m.get("dim"), "max_side": m.get("settings", {}).get("max_side"),
+            **({"segments": m["segments"]} if "segments" in m else {})}
 
 
 def _check_shards(libs: list[Library], out: Path, allow_partial: bool) -> dict[str, Any]:
@@ -76,7 +77,7 @@ def _gather(libs: list[Library], root: str | None) -> tuple[list[Entry], list[di
                 rec = VideoRecord.from_dict(dict(json.loads(rec.to_json()), path=Path(moved).as_posix()))
             rows.append((rec.id, Entry(rec, r, i, media_root=lib.root)))
         failures.extend(lib.failures)
-    rows.sort(key=lambda x: x[0])
+    rows.sort(key=lambda x: (x[1].record.video, x[1].record.segment, x[1].record.start))  # file id, then time
     failures.sort(key=lambda f: str(f.get("id", f.get("path", ""))))
     return [e for _, e in rows], failures
 
@@ -133,6 +134,7 @@ def merge_libraries(shards: Sequence[str | Path], out: str | Path, index: str | 
     if "warning" in index_info:
         report.warnings.append(index_info["warning"])
     report.total = len(entries)
+    report.videos = len({e.record.video for e in entries})
     report.failed_before = len(failures)
     report.seconds = dict(secs, total=time.perf_counter() - t0)
     return report

@@ -6,6 +6,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from video.segments import DEFAULT_MAX_SEGMENT, DEFAULT_MIN_SEGMENT, SegmentOptions, parse_segments
+
 __all__ = ["BuildSettings", "BuildReport", "default_workers"]
 
 
@@ -64,6 +66,12 @@ class BuildSettings:
     shard_id: int = _opt(0, "which shard this run encodes (0-based)", group="sharding")
     progress_bar: bool = _opt(True, "no progress bar", flag="--no-progress", group="output")
     seed: int = _opt(0, "seed for index training and recall queries", group="output")
+    segments: str = _opt("auto", "auto: a video longer than --max-segment is cut at shot boundaries into moments; "
+                                 "none: one row per file; fixed:W[/S]: windows of W seconds every S seconds")
+    min_segment: float = _opt(DEFAULT_MIN_SEGMENT, "auto: shots shorter than this many seconds are merged into a "
+                                                   "neighbour")
+    max_segment: float = _opt(DEFAULT_MAX_SEGMENT, "auto: no segment is longer than this many seconds (about an "
+                                                   "MSR-VTT clip); a video no longer than it stays one segment")
     reuse_from: tuple[str, ...] = _opt((), "other libraries whose embeddings (and failures) are reused for "
                                            "unchanged files; same model and settings required", flag="")
 
@@ -86,6 +94,11 @@ class BuildSettings:
             raise ValueError(f"thumb_height must be positive, got {self.thumb_height}")
         if self.limit is not None and self.limit < 0:
             raise ValueError(f"limit must be >= 0, got {self.limit}")
+        self.segment_options()
+
+    def segment_options(self) -> SegmentOptions:
+        """The parsed segmentation settings (raises SegmentOptionError, a ValueError, if bad)."""
+        return parse_segments(self.segments, self.min_segment, self.max_segment)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -108,9 +121,13 @@ class BuildReport:
 
     library: str
     total: int = 0
-    """Videos in the library after the build."""
+    """Rows (segments) in the library after the build."""
+    videos: int = 0
+    """Source files with at least one row in the library after the build."""
     indexed: int = 0
-    """Encoded by this run."""
+    """Files encoded by this run."""
+    segments_indexed: int = 0
+    """Segments encoded by this run."""
     skipped_unchanged: int = 0
     failed: int = 0
     """Files that failed in this run (new or changed files)."""
@@ -141,9 +158,10 @@ class BuildReport:
     def summary(self) -> str:
         s = self.seconds
         lines = [
-            f"library {self.library}: {self.total} videos"
+            f"library {self.library}: {self.total} segments of {self.videos} videos"
             + (" (up to date, nothing to do)" if self.up_to_date else ""),
-            f"  indexed {self.indexed}, skipped (unchanged) {self.skipped_unchanged}, failed {self.failed}"
+            f"  indexed {self.indexed} ({self.segments_indexed} segments), skipped (unchanged) "
+            f"{self.skipped_unchanged}, failed {self.failed}"
             + (f" (+{self.failed_before} failed before, not retried)" if self.failed_before else "")
             + f", removed {self.removed}" + (f", resumed {self.resumed}" if self.resumed else ""),
             "  time: " + ", ".join(f"{k} {s.get(k, 0.0):.1f}s" for k in

@@ -4,7 +4,9 @@ Each worker has its own pipe and its own short queue of tasks (``prefetch``), so
 knows which file a worker is on. A collector thread drains the pipes into a bounded buffer while
 the main thread encodes (torch releases the GIL), so workers never wait on the encoder. A worker
 that crashes (decoders can segfault on hostile files) or hangs past ``timeout`` is killed and
-replaced, and only that file is recorded as failed. Results come back as they finish (unordered);
+replaced, and only that file is recorded as failed. A long video sends one result per segment as
+they are final (only the one marked ``last`` ends its task), so memory stays bounded whatever its
+length, and the timeout counts from the last result received. Results come back as they finish (unordered);
 the build sorts by id at the end. ``num_workers=0`` decodes in the calling process (no overlap;
 simplest to debug).
 """
@@ -23,7 +25,7 @@ from collections import deque
 from multiprocessing.connection import wait
 from typing import Iterable, Iterator
 
-from .reader import DecodeResult, DecodeTask, Preprocess, decode_one
+from .reader import DecodeResult, DecodeTask, Preprocess, decode_file
 
 __all__ = ["DecodePool", "decode_stream"]
 
@@ -67,9 +69,9 @@ def _worker_main(conn, parent_end, preprocess: Preprocess | None) -> None:
             return
         if task is None:
             return
-        result = decode_one(task, preprocess)
         try:
-            conn.send(result)
+            for result in decode_file(task, preprocess):
+                conn.send(result)
         except (BrokenPipeError, EOFError, OSError):
             return
 
@@ -256,7 +258,8 @@ class DecodePool:
                         yield fail(w, "{path}: the decoder process died on this file ("
                                    + _signal_name(w.proc.exitcode) + ")")
                         continue
-                    w.queue.popleft()
+                    if result.last:
+                        w.queue.popleft()
                     w.started = now
                     yield result
                 elif w.proc.sentinel in ready or not w.proc.is_alive():
@@ -278,7 +281,7 @@ def decode_stream(tasks: Iterable[DecodeTask], preprocess: Preprocess | None, nu
     """Results for tasks, from worker processes (num_workers >= 1) or in-process (0, no overlap)."""
     if num_workers <= 0:
         for task in tasks:
-            yield decode_one(task, preprocess)
+            yield from decode_file(task, preprocess)
         return
     with DecodePool(preprocess, num_workers, timeout=timeout, prefetch=prefetch) as pool:
         yield from pool.imap_unordered(tasks, buffer=buffer)

@@ -120,7 +120,10 @@ class Chunk:
 
 
 class ChunkWriter:
-    """Buffers encoded videos; every `chunk_size` of them become one chunk (arrays, then its .json)."""
+    """Buffers encoded segments; a file's segments join the chunk buffer once the file is complete
+    (``finish_video``), and a chunk (arrays, then its .json) is written once it holds `chunk_size`
+    rows. A chunk therefore never holds part of a file: a kill in the middle of a long video's
+    segments redoes that video whole."""
 
     def __init__(self, root: Path, header: dict[str, Any], chunk_size: int = 32,
                  after_flush: Callable[[], None] | None = None):
@@ -137,12 +140,15 @@ class ChunkWriter:
         self.video: list[np.ndarray] = []
         self.frames: list[np.ndarray] = []
         self.failures: list[dict[str, Any]] = []
+        self.open: dict[str, list[tuple[VideoRecord, np.ndarray, np.ndarray]]] = {}
+        """Segments of files not complete yet, by the file's id."""
         self.seconds = 0.0
         self.written = 0
         self.after_flush = after_flush
 
     def add(self, record: VideoRecord, video_emb: np.ndarray, frame_emb: np.ndarray,
-            thumb: bytes | None = None, poster: bytes | None = None) -> None:
+            thumb: bytes | None = None, poster: bytes | None = None, last: bool = True) -> None:
+        """One encoded row; `last` completes its file (record.video)."""
         t0 = time.perf_counter()
         key = media_key(record.id)
         if thumb:
@@ -151,12 +157,26 @@ class ChunkWriter:
         if poster:
             record.poster = f"{POSTERS}/{key}.jpg"
             atomic_write_bytes(self.root / record.poster, poster)
-        self.records.append(record)
-        self.video.append(np.asarray(video_emb, dtype=np.float16))
-        self.frames.append(np.asarray(frame_emb, dtype=np.float16))
+        self.open.setdefault(record.video, []).append(
+            (record, np.asarray(video_emb, dtype=np.float16), np.asarray(frame_emb, dtype=np.float16)))
         self.seconds += time.perf_counter() - t0
+        if last:
+            self.finish_video(record.video, record.duration)
+
+    def finish_video(self, video: str, duration: float | None = None) -> None:
+        """The file's segments are complete: they join the next chunk (duration: the file's, for all)."""
+        for record, v, f in sorted(self.open.pop(video, []), key=lambda x: x[0].segment):
+            if duration is not None:
+                record.duration = duration
+            self.records.append(record)
+            self.video.append(v)
+            self.frames.append(f)
         if len(self.records) >= self.chunk_size:
             self.flush()
+
+    def drop_video(self, video: str) -> None:
+        """Forget the segments of a file that failed part-way (it is recorded as a failure instead)."""
+        self.open.pop(video, None)
 
     def add_failure(self, failure: dict[str, Any]) -> None:
         self.failures.append(failure)
@@ -199,13 +219,17 @@ def check_header(where: Path, got: dict[str, Any], want: dict[str, Any]) -> None
     if got.get("fingerprint") != want["fingerprint"]:
         raise ModelMismatchError(mismatch_message(where, got.get("model", "?"), got.get("fingerprint", "?"),
                                                   want.get("model"), want["fingerprint"]))
-    for key in ("frames", "dim", "max_side"):
-        if key in got and got[key] != want[key]:
+    for key in ("frames", "dim", "max_side", "segments"):
+        if key in got and got[key] != want.get(key):
             raise ModelMismatchError(
-                f"{where} was built with {key}={got[key]}, this run uses {key}={want[key]}; "
+                f"{where} was built with {key}={_show(got[key])}, this run uses {key}={_show(want.get(key))}; "
                 "embeddings made with different settings cannot be mixed: use the same settings, "
                 "or rebuild the library with --overwrite."
             )
+
+
+def _show(value: Any) -> str:
+    return str(value.get("spec", value)) if isinstance(value, dict) else str(value)
 
 
 def load_chunks(root: Path, header: dict[str, Any]) -> list[Chunk]:
