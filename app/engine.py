@@ -16,12 +16,13 @@ import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from app.batcher import MicroBatcher
 from app.config import Limits
+from app.moments import Timeline, timeline
 from model.files import atomic_save
 from model.text_fast import FastTextError, fast_text_wanted
 
@@ -57,6 +58,9 @@ class Hit:
     poster: Path | None  # one frame (library file)
     video: Path | None  # the video file, only when it lies in a served folder
     duration: float
+    file_id: str = ""  # the source file's id (a row is one segment of it; version-1 rows: the whole file)
+    start: float = 0.0  # seconds: the segment (moment) this row covers
+    end: float = 0.0
 
     @property
     def label(self) -> str:
@@ -408,6 +412,7 @@ class SearchEngine:
             generated_caption=rec.generated_caption,
             thumbnail=self.library.media_path(rec.thumbnail), poster=self.library.media_path(rec.poster),
             video=self.video_path(i), duration=float(rec.duration or 0.0),
+            file_id=rec.video, start=float(rec.start), end=float(rec.end or rec.duration or 0.0),
         )
 
     def hit_of(self, i: int) -> Hit:
@@ -461,6 +466,27 @@ class SearchEngine:
         best = int(np.argmax(s_sorted)) if s_sorted else None
         return FrameSimilarity(True, " ".join(notes), video_id=rec.id, timestamps=t_sorted, scores=s_sorted,
                                best=best, duration=float(rec.duration or 0.0))
+
+    def segments_of(self, file_id: str) -> int:
+        """How many segments (rows) the library holds for a source file."""
+        return len(self.library.rows_of_video(file_id))
+
+    def video_timeline(self, query: Any, row: int, marked: Sequence[int] = ()) -> tuple[Timeline | None, str]:
+        """The query's similarity over every segment of row's video (None and a message if it cannot)."""
+        try:
+            emb, _, notes = self.embed_query(query)
+        except QueryError as e:
+            return None, str(e)
+        rec = self.library.records[row]
+        rows = self.library.rows_of_video(rec.video) or [row]
+        per = []
+        for r in rows:
+            other = self.library.records[r]
+            scores = np.asarray(self.library.frame_emb[r], dtype=np.float32) @ emb
+            per.append((other.start, other.end or other.duration, list(other.timestamps)[: len(scores)],
+                        scores.tolist()))
+        want = set(int(m) for m in marked) | {row}
+        return timeline(per, [r in want for r in rows], rows.index(row)), " ".join(notes)
 
     # -------------------------------------------------------------- describe
     def check_upload(self, path: Any) -> tuple[Path | None, str]:

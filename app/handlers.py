@@ -19,6 +19,7 @@ from PIL import Image
 from app import pages
 from app.engine import Description, Hit, SearchEngine
 from app.mcp import hit_json, root_url
+from app.moments import Moment, VideoHits, format_span, group_by_video, moment_label
 from app.render import frame_strip, similarity_plot
 from app.startup import Startup
 
@@ -67,6 +68,23 @@ def _png_html(img: Image.Image, alt: str) -> str:
     return f'<img class="similarity-img" src="data:image/png;base64,{data}" alt="{alt}" style="width:100%">'
 
 
+def _others(g: VideoHits) -> list[tuple[int, float, float, float]]:
+    """A video's other matching moments for the page state: (row, start, end, score), time order."""
+    return [(m.row, m.start, m.end, m.score) for m in g.others]
+
+
+def _no_others() -> dict:
+    return gr.update(choices=[], value=None, visible=False)
+
+
+def _others_update(others: list) -> dict:
+    """The other matching moments of the selected video as choices (label: time range, value: row)."""
+    if not others:
+        return _no_others()
+    choices = [(moment_label(Moment(int(r), a, b, sc)), int(r)) for r, a, b, sc in others]
+    return gr.update(choices=choices, value=None, visible=True)
+
+
 class Handlers:
     """The page's event handlers over one engine (bound methods are what ui wires to events)."""
 
@@ -75,11 +93,14 @@ class Handlers:
         self.engine: SearchEngine = st.engine  # type: ignore[assignment]
 
     # ------------------------------------------------------------------ galleries
-    def gallery(self, hits: list[Hit], with_score: bool = True) -> list[tuple[Any, str]]:
+    def gallery(self, hits: list[Hit], with_score: bool = True,
+                spans: list[str] | None = None) -> list[tuple[Any, str]]:
         items = []
-        for h in hits:
+        for n, h in enumerate(hits):
             img = h.poster or h.thumbnail
             label = f"{h.rank}. {h.label}" if with_score else h.caption
+            if spans and spans[n]:
+                label = f"{label} · {spans[n]}"
             items.append((str(img) if img else _placeholder(), label))
         return items
 
@@ -103,11 +124,19 @@ class Handlers:
             return [], pages.warn(f"Search failed: {type(e).__name__}: {e}"), {}
         if not res.ok:
             return [], pages.warn(res.message), {}
-        state = {"query": res.query, "rows": [h.index for h in res.hits], "scores": [h.score for h in res.hits]}
-        return self.gallery(res.hits), pages.search_status(len(res.hits), res.query, res.seconds, res.message), state
+        groups = group_by_video(res.hits, {h.file_id: self.engine.segments_of(h.file_id) for h in res.hits})
+        by_row = {h.index: h for h in res.hits}
+        best = [by_row[g.best.row] for g in groups]
+        for rank, h in enumerate(best, 1):
+            h.rank = rank
+        state = {"query": res.query, "rows": [h.index for h in best], "scores": [h.score for h in best],
+                 "matched": [h.index for h in res.hits], "others": [_others(g) for g in groups]}
+        spans = [format_span(g.best.start, g.best.end) if g.segments > 1 else "" for g in groups]
+        return (self.gallery(best, spans=spans),
+                pages.search_status(len(best), res.query, res.seconds, res.message), state)
 
     def clear_selection(self):
-        return _hidden(), _hidden(), "", gr.update(value="", visible=False), ""
+        return _hidden(), _hidden(), "", gr.update(value="", visible=False), "", _no_others()
 
     def select(self, state: dict, evt: gr.SelectData):
         """Show the selected result: play it from its best moment, plot the query over its frames."""
@@ -116,11 +145,26 @@ class Handlers:
             i = evt.index if isinstance(evt.index, int) else (evt.index[0] if evt.index else 0)
             if not rows or not 0 <= i < len(rows):
                 return (*self.clear_selection()[:2], "Search first, then select a result.",
-                        gr.update(value="", visible=False), "")
-            return self._show(rows[i], state.get("query"), state["scores"][i])
+                        gr.update(value="", visible=False), "", _no_others())
+            others = (state.get("others") or [[]] * len(rows))[i]
+            return (*self._show(rows[i], state.get("query"), state["scores"][i], state.get("matched")),
+                    _others_update(others))
         except Exception as e:  # noqa: BLE001
             log.exception("select failed")
             return (_hidden(), _hidden(), pages.warn(f"Could not show this result: {type(e).__name__}: {e}"),
+                    gr.update(value="", visible=False), "", _no_others())
+
+    def select_moment(self, state: dict, row: Any):
+        """Another matching moment of the selected video: play from its start, mark it on the timeline."""
+        try:
+            if row is None or not (state or {}).get("query"):
+                return (gr.update(), gr.update(), gr.update(), gr.update(), gr.update())
+            row = int(row)
+            score = next((m[3] for o in state.get("others", []) for m in o if m[0] == row), None)
+            return self._show(row, state["query"], score, state.get("matched"))
+        except Exception as e:  # noqa: BLE001
+            log.exception("moment select failed")
+            return (_hidden(), _hidden(), pages.warn(f"Could not show this moment: {type(e).__name__}: {e}"),
                     gr.update(value="", visible=False), "")
 
     def _player(self, row: int, start: float) -> tuple[dict, dict, str]:
@@ -133,12 +177,14 @@ class Handlers:
         s = gr.update(value=str(strip) if strip else None, visible=strip is not None)
         return _hidden(), s, "missing" if video is None else "unplayable"
 
-    def _show(self, row: int, query: str | None, score: float | None):
+    def _show(self, row: int, query: str | None, score: float | None, matched: list[int] | None = None):
         rec = self.engine.library.records[row]
+        if query and self.engine.segments_of(rec.video) > 1:
+            return self._show_moment(row, query, score, matched or [])
         sim = self.engine.frame_similarity(query, row) if query else None
         best_t = sim.best_time if sim is not None and sim.ok else None
         v, s, shown = self._player(row, best_t or 0.0)
-        info = pages.result_markdown(rec.id, score, rec.duration or 0.0, [c for c in rec.captions if c],
+        info = pages.result_markdown(rec.video, score, rec.duration or 0.0, [c for c in rec.captions if c],
                                      rec.generated_caption, shown)
         if sim is None:
             return v, s, info, gr.update(value="", visible=False), ""
@@ -147,6 +193,22 @@ class Handlers:
         img = similarity_plot(sim.timestamps, sim.scores, sim.best, duration=sim.duration or None)
         alt = pages.similarity_alt_text(query, sim.timestamps, sim.scores, sim.best)
         moment = pages.best_moment_markdown(best_t, sim.best_score, len(sim.scores))
+        return v, s, info, gr.update(value=_png_html(img, alt), visible=True), moment
+
+    def _show_moment(self, row: int, query: str, score: float | None, matched: list[int]):
+        """A moment of a long video: play from its start; the plot is the whole video's timeline."""
+        rec = self.engine.library.records[row]
+        v, s, shown = self._player(row, rec.start)
+        span = format_span(rec.start, rec.end)
+        info = pages.result_markdown(f"{rec.video} · {span}", score, rec.duration or 0.0,
+                                     [c for c in rec.captions if c], rec.generated_caption, shown)
+        tl, message = self.engine.video_timeline(query, row, matched)
+        if tl is None:
+            return v, s, info, gr.update(value="", visible=False), pages.warn(message)
+        img = similarity_plot(tl.timestamps, tl.scores, tl.best, duration=rec.duration or None,
+                              spans=tl.spans, marked=tl.marked)
+        alt = pages.similarity_alt_text(query, tl.timestamps, tl.scores, tl.best)
+        moment = pages.moment_markdown(span, sum(tl.marked), len(tl.spans))
         return v, s, info, gr.update(value=_png_html(img, alt), visible=True), moment
 
     def select_library(self, evt: gr.SelectData):

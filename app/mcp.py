@@ -61,8 +61,12 @@ def _moment(engine, query: str, row: int, duration: float) -> tuple[float, float
 
 
 def hit_json(engine, hit, root: str, query: str | None) -> dict[str, Any]:
-    start, end = _moment(engine, query, hit.index, hit.duration) if query else (0.0, hit.duration)
-    return {"rank": hit.rank, "id": hit.id, "video": _file_url(root, hit.video), "start": start, "end": end,
+    if hit.file_id and engine.segments_of(hit.file_id) > 1:  # a moment of a long video: its segment
+        start, end = round(float(hit.start), 3), round(float(hit.end), 3)
+    else:
+        start, end = _moment(engine, query, hit.index, hit.duration) if query else (0.0, hit.duration)
+    return {"rank": hit.rank, "id": hit.id, "video_id": hit.file_id or hit.id, "video": _file_url(root, hit.video),
+            "start": start, "end": end,
             "score": round(float(hit.score), 4), "caption": hit.caption, "captions": hit.captions,
             "generated_caption": hit.generated_caption, "duration": hit.duration,
             "thumbnail": _file_url(root, hit.thumbnail)}

@@ -128,6 +128,12 @@ def best_moment_markdown(best_time: float, best_score: float, frames: int) -> st
             f"{best_score:.3f} over {frames} sampled frames; the player starts there.")
 
 
+def moment_markdown(span: str, matched: int, segments: int) -> str:
+    """The selected moment of a long video, and what the timeline shows."""
+    return (f"Moment **{span}**: the player starts there. The plot is the whole video: {segments} segments, "
+            f"the {matched} that match the query shaded, the best frame of this moment circled.")
+
+
 def similarity_alt_text(query: str, timestamps: Sequence[float], scores: Sequence[float],
                         best: int | None) -> str:
     """What the similarity plot shows, for screen readers."""

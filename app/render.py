@@ -52,8 +52,12 @@ def similarity_plot(
     duration: float | None = None,
     size: tuple[int, int] = (640, 260),
     title: str = "",
+    spans: Sequence[tuple[float, float]] = (),
+    marked: Sequence[bool] = (),
 ) -> Image.Image:
-    """A line plot of scores against timestamps (seconds), the `best` point marked and labelled."""
+    """A line plot of scores against timestamps (seconds), the `best` point marked and labelled.
+
+    spans: segments of the video (a timeline of moments): boundaries drawn, `marked` ones shaded."""
     w, h = size
     img = Image.new("RGB", size, _BG)
     d = ImageDraw.Draw(img)
@@ -89,6 +93,7 @@ def similarity_plot(
     d.text((left + pw // 2 - 30, h - 16), "time (seconds)", fill=_AXIS, font=small)
     d.text((left, top - 18), "cosine similarity", fill=_AXIS, font=small)
 
+    _draw_spans(d, spans, marked, lambda tv: xy(tv, lo)[0], top, top + ph)
     pts = [xy(ti, si) for ti, si in zip(t, s)]
     if len(pts) > 1:
         d.line(pts, fill=_LINE, width=2)
@@ -102,3 +107,19 @@ def similarity_plot(
         tx = min(max(x + 8, left + 2), left + pw - 8 * len(label) // 1.3)
         d.text((tx, max(top + 2, y - 22)), label, fill=_BEST, font=normal)
     return img
+
+
+_MARK = (254, 226, 226)
+_SPAN = (203, 213, 225)
+
+
+def _draw_spans(d: ImageDraw.ImageDraw, spans: Sequence[tuple[float, float]], marked: Sequence[bool],
+                x_of, top: float, bottom: float) -> None:
+    """Matching segments shaded, every segment boundary a thin line (nothing for a single segment)."""
+    if len(spans) < 2 and not any(marked):
+        return
+    for k, (a, b) in enumerate(spans):
+        if k < len(marked) and marked[k]:
+            d.rectangle([x_of(a), top + 1, x_of(b), bottom - 1], fill=_MARK)
+    for a, _ in spans[1:]:
+        d.line([(x_of(a), top + 1), (x_of(a), bottom - 1)], fill=_SPAN, width=1)

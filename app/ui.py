@@ -105,7 +105,9 @@ def _search_tab(h: Handlers, gpu) -> None:
         with gr.Column(scale=1, min_width=280):
             plot = gr.HTML(visible=False, elem_id="similarity-plot", label="Query similarity over the frames")
             moment = gr.Markdown(elem_id="best-moment")
-    selection = [video, strip, info, plot, moment]
+            others = gr.Radio([], label="Other matching moments of this video (select one to play it)",
+                              visible=False, elem_id="other-moments")
+    selection = [video, strip, info, plot, moment, others]
     search = gpu(h.search)
     gr.on([go.click, query.submit], search, inputs=[query, k], outputs=[gallery, status, state],
           api_name="search", concurrency_id="search").then(
@@ -116,6 +118,9 @@ def _search_tab(h: Handlers, gpu) -> None:
         queue=False)
     gallery.select(gpu(h.select), inputs=[state], outputs=selection, api_name="select_result",
                    api_visibility="private", concurrency_id="search").then(
+        None, None, None, js=SCROLL_AND_PLAY, api_visibility="private", queue=False)
+    others.input(gpu(h.select_moment), inputs=[state, others], outputs=selection[:5], api_name="select_moment",
+                 api_visibility="private", concurrency_id="search").then(
         None, None, None, js=SCROLL_AND_PLAY, api_visibility="private", queue=False)
 
 
