@@ -485,3 +485,29 @@ def test_the_bundled_library_is_the_offline_fallback_and_its_absence_is_said(tmp
     monkeypatch.setattr(startup, "FALLBACK_MODELS", ())
     with pytest.raises(startup.StartupError, match="The bundled library .*gone is missing"):
         startup.start(cfg, progress=None)
+
+
+def test_the_bundled_library_finds_its_videos_beside_itself():
+    """A clone plays the bundled videos: no absolute path of the building machine is followed or kept."""
+    import json
+
+    from app.config import ASSETS, BUNDLED_LIBRARY
+    from precompute import open_library
+
+    lib = open_library(BUNDLED_LIBRARY)
+    assert lib.source_root == (ASSETS / "shapes-videos").resolve()
+    assert all(lib.path_of(i) is not None and lib.path_of(i).is_relative_to(ASSETS.resolve()) for i in range(len(lib)))
+
+    def strings(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                yield from strings(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from strings(v)
+        elif isinstance(value, str):
+            yield value
+
+    for manifest in ASSETS.rglob("*.json"):
+        absolute = [s for s in strings(json.loads(manifest.read_text())) if s.startswith(("/", "~"))]
+        assert not absolute, (manifest, absolute)
