@@ -88,7 +88,8 @@ def test_every_handler_that_runs_the_model_is_decorated(startup_state):
     # text encoding (search, select, similarity, the API's search_videos and describe_video) and the
     # video tower (describe, describe_upload)
     assert sorted(set(spaces.decorated)) == sorted(
-        ["search", "select", "describe", "describe_upload", "similarity", "search_videos", "describe_video"])
+        ["search", "select", "select_moment", "describe", "describe_upload", "similarity", "search_videos",
+         "describe_video"])
     undecorated = {fn.fn.__name__ for fn in demo.fns.values() if fn.fn is not None} - set(spaces.decorated)
     # the rest only show stored files or fill an input (Gradio's load_example)
     assert undecorated <= {"clear_selection", "select_library", "select_similar", "library_info", "load_example"}, \
