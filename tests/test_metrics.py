@@ -44,8 +44,8 @@ def test_several_captions_per_video_best_caption_counts():
     ])
     t2v = np.array([0, 0, 1, 1])
     np.testing.assert_array_equal(t2v_ranks(sim, t2v), [2, 1, 1, 2])
-    # video 0: best own caption is 1 (0.8), the top of column 0 -> rank 1.
-    # video 1: best own caption is 3 (0.5); caption 0 scores 0.9 -> rank 2.
+    # video 0: own group's best is caption 1 (0.8), group 1's best is 0.6 -> rank 1.
+    # video 1: own group's best is caption 3 (0.5); group 0's best (caption 0) scores 0.9 -> rank 2.
     np.testing.assert_array_equal(v2t_ranks(sim, t2v), [1, 2])
     m = retrieval_metrics(sim, t2v)
     assert m["t2v"]["R@1"] == pytest.approx(0.5) and m["v2t"]["MdR"] == pytest.approx(1.5)
@@ -62,7 +62,45 @@ def test_videos_without_captions_are_left_out_of_v2t():
     assert ranks.tolist() == [1, 1]
 
 
-def test_large_random_matches_argsort_definition():
+def reference_v2t_ranks(sim: np.ndarray, t2v: np.ndarray) -> np.ndarray:
+    """The reference's v2t_metrics re-stated: pad each video's captions to [video, max_text, video]
+    with -inf, max over captions, transpose, double argsort; plus one for 1-based ranks."""
+    n = sim.shape[1]
+    groups = [sim[t2v == g] for g in range(n)]
+    width = max(len(g) for g in groups)
+    padded = np.stack([np.vstack([g, np.full((width - len(g), n), -np.inf)]) for g in groups])
+    best = padded.max(axis=1).T  # [video, group]
+    order = np.argsort(-best, axis=1, kind="stable")
+    return np.argsort(order, axis=1, kind="stable").diagonal() + 1
+
+
+@pytest.mark.parametrize("captions_per_video", [1, 2, 5])
+def test_v2t_matches_the_reference_formula(captions_per_video: int) -> None:
+    rng = np.random.default_rng(captions_per_video)
+    n = 30
+    t2v = np.repeat(np.arange(n), captions_per_video)
+    rng.shuffle(t2v)
+    sim = rng.normal(size=(len(t2v), n))
+    np.testing.assert_array_equal(v2t_ranks(sim, t2v), reference_v2t_ranks(sim, t2v))
+
+
+def test_multi_caption_v2t_ranks_groups_not_captions() -> None:
+    # video 0 has captions 0,1; video 1 has captions 2,3. For video 0, captions 2 and 3 (one group)
+    # both beat its best caption: rank 2 among groups, where ranking individual captions gave 3.
+    sim = np.array([[0.5, 0.0], [0.4, 0.0], [0.7, 0.9], [0.6, 0.8]])
+    np.testing.assert_array_equal(v2t_ranks(sim, np.array([0, 0, 1, 1])), [2, 1])
+
+
+def test_one_caption_per_video_v2t_is_rank_among_captions() -> None:
+    """MSR-VTT 1k-A (one caption per video): the same as ranking every caption for the video."""
+    rng = np.random.default_rng(0)
+    sim = rng.normal(size=(40, 40))
+    order = np.argsort(-sim, axis=0)
+    expected = [int(np.nonzero(order[:, j] == j)[0][0]) + 1 for j in range(40)]
+    np.testing.assert_array_equal(v2t_ranks(sim, np.arange(40)), expected)
+
+
+def test_t2v_matches_argsort_definition():
     rng = np.random.default_rng(0)
     sim = rng.normal(size=(50, 20))
     t2v = rng.integers(0, 20, size=50)
@@ -70,12 +108,6 @@ def test_large_random_matches_argsort_definition():
     order = np.argsort(-sim, axis=1)
     expected = [int(np.nonzero(order[i] == t2v[i])[0][0]) + 1 for i in range(50)]
     np.testing.assert_array_equal(t2v_ranks(sim, t2v), expected)
-    exp_v2t = []
-    for j in range(20):
-        col_order = np.argsort(-sim[:, j])
-        pos = [int(np.nonzero(col_order == i)[0][0]) + 1 for i in np.nonzero(t2v == j)[0]]
-        exp_v2t.append(min(pos))
-    np.testing.assert_array_equal(v2t_ranks(sim, t2v), exp_v2t)
 
 
 def test_bad_inputs():

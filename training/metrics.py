@@ -46,23 +46,27 @@ def t2v_ranks(sim: np.ndarray, text_to_video: np.ndarray) -> np.ndarray:
 
 
 def v2t_ranks(sim: np.ndarray, text_to_video: np.ndarray) -> np.ndarray:
-    """For each video that has captions, the rank of its best caption among all texts.
+    """For each video that has captions, the rank of its own caption group among all groups.
 
-    Videos without any caption are left out.
+    As the reference (modules/metrics.py, v2t_metrics): a group (the captions of one video) scores
+    a video by its best caption, and the video ranks the groups. With one caption per video
+    (MSR-VTT 1k-A) this is the rank of its caption among all captions. Videos without any caption
+    are left out, as queries and as groups.
     """
     sim, t2v = _check(sim, text_to_video)
-    best = np.full(sim.shape[1], -np.inf)
-    np.maximum.at(best, t2v, sim[np.arange(sim.shape[0]), t2v])
     has = np.bincount(t2v, minlength=sim.shape[1]) > 0
-    ranks = 1 + (sim[:, has] > best[has][None, :]).sum(axis=0)
-    return ranks
+    group = np.full((sim.shape[1], sim.shape[1]), -np.inf)
+    np.maximum.at(group, t2v, sim)  # group[g, v] = best caption of video g against video v
+    group = group[has][:, has]
+    own = np.diagonal(group)
+    return 1 + (group > own[None, :]).sum(axis=0)
 
 
 def retrieval_metrics(sim: np.ndarray, text_to_video: np.ndarray) -> dict:
     """{"t2v": rank_metrics, "v2t": rank_metrics} for sim [n_text, n_video].
 
     text_to_video[i] is the column of caption i's video; a video may have several captions
-    (video-to-text then scores each video by its best caption).
+    (video-to-text then ranks caption groups, each scored by its best caption).
     """
     return {"t2v": rank_metrics(t2v_ranks(sim, text_to_video)),
             "v2t": rank_metrics(v2t_ranks(sim, text_to_video))}

@@ -1,15 +1,21 @@
-"""Which frames of a video to decode (Prompt Switch's segment sampling).
+"""Which frames of a video to decode: the reference code's segment sampling (datasets/video_capture.py).
 
-The video is cut into ``num_segments`` equal segments (``num_segments`` = the prompt cube's
-Np = 6). A clip of ``num_frames`` frames is ``num_frames // num_segments`` chunks; each chunk
-takes one frame from every segment, in time order. The order is chunk-major, so every group of
-``num_segments`` consecutive frames spans the whole video and can be encoded on its own (the model
-switches prompts inside a chunk only).
+The video is cut into ``num_segments`` ranges (``num_segments`` = the prompt cube's Np = 6): with
+``edges = linspace(0, n_frames, num_segments + 1).astype(int)``, range s is
+``[x0, x1] = [edges[s], edges[s + 1] - 1]``. A clip of ``num_frames`` frames is
+``k = num_frames // num_segments`` chunks; each chunk takes one frame from every range, in time
+order. The order is chunk-major, so every group of ``num_segments`` consecutive frames spans the
+whole video and can be encoded on its own (the model switches prompts inside a chunk only).
 
-- Test: fixed positions; the j-th chunk takes position ``(j + 0.5) / k`` of each segment.
-- Training: the j-th chunk takes one uniformly random position in the j-th of the ``k`` equal parts of
-  each segment (with k = 1, the usual "one random frame per segment"). Stratifying keeps chunks
-  distinct and keeps time order inside every segment.
+- Test: chunk i takes frame ``(x1 - x0) // (k + 1) * (i + 1) + x0`` (a 600-frame video with 12
+  frames gives 33, 133, ..., 533, 66, 166, ..., 566).
+- Training: every chunk takes one uniformly random frame of ``[x0, x1)`` (the range's last frame
+  excluded, as the reference's ``random.choice(range(x0, x1))``); a one-frame range gives x0.
+- Videos shorter than ``num_segments`` frames: the reference samples min(Np, n_frames) ranges and
+  pads by repeating the last frame, which leaves later groups without the start of the video. We keep
+  Np ranges (empty ones take the frame before), so each group still spans the video in time order.
+
+``sample_times`` is the same rule on a continuous clip of duration 1 (rendered clips have no frame count).
 """
 
 from __future__ import annotations
@@ -21,31 +27,31 @@ import numpy as np
 __all__ = ["sample_times", "sample_indices", "timestamps_for"]
 
 
-def sample_times(
-    num_frames: int,
-    num_segments: int = 6,
-    train: bool = False,
-    rng: np.random.Generator | None = None,
-) -> np.ndarray:
-    """Relative positions in [0, 1) of the sampled frames, chunk-major (see module doc).
-
-    Used directly for rendered clips (which have no frame count) and by ``sample_indices``.
-    """
+def _check(num_frames: int, num_segments: int) -> int:
     if num_segments <= 0:
         raise ValueError(f"num_segments must be positive, got {num_segments}")
     if num_frames <= 0 or num_frames % num_segments:
         raise ValueError(
             f"num_frames ({num_frames}) must be a positive multiple of num_segments ({num_segments})"
         )
-    k = num_frames // num_segments
+    return num_frames // num_segments
+
+
+def sample_times(
+    num_frames: int,
+    num_segments: int = 6,
+    train: bool = False,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Relative positions in [0, 1) of the sampled frames, chunk-major (see module doc)."""
+    k = _check(num_frames, num_segments)
     seg = np.arange(num_segments, dtype=np.float64)[None, :]  # [1, S]
-    chunk = np.arange(k, dtype=np.float64)[:, None]  # [k, 1]
     if train:
         rng = rng if rng is not None else np.random.default_rng()
         offset = rng.random((k, num_segments))
     else:
-        offset = np.full((k, num_segments), 0.5)
-    times = (seg + (chunk + offset) / k) / num_segments  # [k, S], row j = chunk j
+        offset = np.broadcast_to((np.arange(k, dtype=np.float64)[:, None] + 1) / (k + 1), (k, num_segments))
+    times = (seg + offset) / num_segments  # [k, S], row i = chunk i
     return np.minimum(times.reshape(-1), np.nextafter(1.0, 0.0))
 
 
@@ -56,15 +62,21 @@ def sample_indices(
     train: bool = False,
     rng: np.random.Generator | None = None,
 ) -> list[int]:
-    """Frame indices to decode from a video of ``total_frames`` frames, chunk-major.
-
-    Videos shorter than ``num_frames`` repeat frames (indices are clipped to ``total_frames - 1``).
-    """
+    """Frame indices to decode from a video of ``total_frames`` frames, chunk-major (see module doc)."""
     if total_frames <= 0:
         raise ValueError(f"total_frames must be positive, got {total_frames}")
-    times = sample_times(num_frames, num_segments, train=train, rng=rng)
-    idx = np.floor(times * total_frames).astype(np.int64)
-    return np.clip(idx, 0, total_frames - 1).tolist()
+    k = _check(num_frames, num_segments)
+    edges = np.linspace(0, total_frames, num_segments + 1).astype(np.int64)
+    x0 = np.minimum(edges[:-1], total_frames - 1)
+    x1 = np.maximum(edges[1:] - 1, x0)
+    if train:
+        rng = rng if rng is not None else np.random.default_rng()
+        span = np.maximum(x1 - x0, 1)  # [x0, x1) has x1 - x0 frames; a one-frame range gives x0
+        idx = x0[None, :] + np.floor(rng.random((k, num_segments)) * span[None, :]).astype(np.int64)
+    else:
+        i = np.arange(k, dtype=np.int64)[:, None]
+        idx = (x1 - x0)[None, :] // (k + 1) * (i + 1) + x0[None, :]
+    return idx.reshape(-1).tolist()
 
 
 def timestamps_for(indices: Sequence[int], fps: float) -> list[float]:
