@@ -16,6 +16,7 @@ import argparse
 import logging
 import re
 import sys
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -94,7 +95,8 @@ def infer_config(state: dict[str, torch.Tensor], num_frames: int = 12, base: str
         raise ConversionError("a caption head over a partial vocabulary needs its token list; not supported")
     clip = {
         "embed_dim": int(state["visual_projection.weight"].shape[0]), "quick_gelu": True,
-        "vision_cfg": {"image_size": grid * patch_size, "layers": _count(state, r"vision_model\.encoder\.layers\.(\d+)\."),
+        "vision_cfg": {"image_size": grid * patch_size,
+                       "layers": _count(state, r"vision_model\.encoder\.layers\.(\d+)\."),
                        "width": int(width), "patch_size": int(patch_size), "head_width": head_width},
         "text_cfg": {"context_length": int(ctx), "vocab_size": int(tok.shape[0]), "width": text_width,
                      "heads": max(1, text_width // head_width),
@@ -158,23 +160,41 @@ def convert_state_dict(s: dict[str, torch.Tensor], config: PromptSwitchConfig) -
     return out
 
 
-def convert(checkpoint: Path, out_dir: Path, num_frames: int = 12, base: str = "converted", head_width: int = 64,
-            ema: bool = False, drop_incomplete_head: bool = False) -> Path:
-    """Read, check and convert a research checkpoint; writes a load_model folder at out_dir."""
-    state = read_state(torch.load(checkpoint, map_location="cpu", weights_only=True), ema=ema)
-    missing = [k for k in ("vision_model.embeddings.patch_embedding.weight", PROMPT_KEY, "vision_model.attn.in_proj_weight")
-               if k not in state]
+@dataclass(frozen=True)
+class ConvertOptions:
+    """How to read a research checkpoint; each field is a flag of `python -m model.convert`."""
+
+    num_frames: int = field(default=12, metadata={"help": "test frames per video"})
+    base: str = field(default="converted from the Prompt Switch research code",
+                      metadata={"help": "where the weights came from, shown in the model card"})
+    head_width: int = field(default=64, metadata={"help": "attention head width (64 for ViT-B)"})
+    ema: bool = field(default=False, metadata={"help": "convert state_dict_ema (the EMA weights), not state_dict"})
+    drop_incomplete_head: bool = field(default=False, metadata={
+        "help": "convert a checkpoint whose captioning head is incomplete without it (marked untrained) "
+                "instead of refusing"})
+
+
+_REQUIRED = ("vision_model.embeddings.patch_embedding.weight", PROMPT_KEY, "vision_model.attn.in_proj_weight")
+
+
+def convert(checkpoint: Path, out_dir: Path, **options: object) -> Path:
+    """Read, check and convert a research checkpoint; writes a load_model folder at out_dir.
+
+    `options` are ConvertOptions fields; raises ConversionError with a one-line reason."""
+    o = ConvertOptions(**options)
+    state = read_state(torch.load(checkpoint, map_location="cpu", weights_only=True), ema=o.ema)
+    missing = [k for k in _REQUIRED if k not in state]
     if missing:
         raise ConversionError(f"{checkpoint} does not look like a Prompt Switch research checkpoint (no {missing})")
     depth, head_missing = caption_head_status(state)
-    if head_missing and not drop_incomplete_head:
+    if head_missing and not o.drop_incomplete_head:
         raise ConversionError(f"the captioning head is incomplete (missing {head_missing[:6]}"
                               f"{' ...' if len(head_missing) > 6 else ''}); pass --drop-incomplete-head to convert "
                               "without it (the head is then marked untrained)")
     with_head = depth > 0 and not head_missing
     if not with_head:
         log.warning("no complete captioning head in %s: converted without one, marked untrained", checkpoint)
-    config = infer_config(state, num_frames=num_frames, base=base, head_width=head_width, with_head=with_head)
+    config = infer_config(state, num_frames=o.num_frames, base=o.base, head_width=o.head_width, with_head=with_head)
     model = PromptSwitch(config)
     result = model.load_state_dict({k: v.float() for k, v in convert_state_dict(state, config).items()}, strict=False)
     left = [k for k in result.missing_keys if with_head or not k.startswith("captioner.")]
@@ -190,19 +210,16 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", type=Path, help="the research code's checkpoint file (e.g. model_best.pth)")
     p.add_argument("out", type=Path, help="folder to write (load it with load_model(OUT))")
-    p.add_argument("--num-frames", type=int, default=12, help="test frames per video (default: %(default)s)")
-    p.add_argument("--base", default="converted from the Prompt Switch research code",
-                   help="where the weights came from, shown in the model card (default: %(default)r)")
-    p.add_argument("--head-width", type=int, default=64, help="attention head width, 64 for ViT-B (default: %(default)s)")
-    p.add_argument("--ema", action="store_true", help="convert state_dict_ema (the EMA weights) instead of state_dict")
-    p.add_argument("--drop-incomplete-head", action="store_true",
-                   help="convert a checkpoint whose captioning head is incomplete without it (marked untrained) "
-                        "instead of refusing")
-    a = p.parse_args(argv)
+    for f in fields(ConvertOptions):
+        flag, text = "--" + f.name.replace("_", "-"), f"{f.metadata['help']} (default: {f.default})".replace("%", "%%")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, dest=f.name, action="store_true", help=text)
+        else:
+            p.add_argument(flag, dest=f.name, type=type(f.default), default=f.default, help=text)
+    a = vars(p.parse_args(argv))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        out = convert(a.checkpoint, a.out, a.num_frames, a.base, a.head_width, ema=a.ema,
-                      drop_incomplete_head=a.drop_incomplete_head)
+        out = convert(a.pop("checkpoint"), a.pop("out"), **a)
     except (ConversionError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
