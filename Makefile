@@ -57,8 +57,9 @@ test-fast: dev lint
 # keeps its best validation checkpoint, and is evaluated on 500 clips of an unseen seed (build/*.json).
 SHAPES_EVAL := --dataset moving-shapes --seed 123 --size 500
 shapes-model: dev
-	$(PY) -m training.train --preset shapes --stop-after 1500 --out build/shapes-promptswitch --threads 2
-	$(PY) -m training.train --preset shapes --stop-after 1500 --no-prompts --out build/shapes-meanpool --threads 2
+	# the commands behind the bundled model and its twin (assets/models/moving-shapes/README.md)
+	$(PY) -m training.train --preset shapes --stop-after 700 --out build/shapes-promptswitch --threads 2
+	$(PY) -m training.train --preset shapes --stop-after 500 --no-prompts --out build/shapes-meanpool --threads 2
 	rm -rf assets/models/moving-shapes && mkdir -p assets/models && cp -r build/shapes-promptswitch/best assets/models/moving-shapes
 	$(PY) -m training.evaluate --model bundled:moving-shapes $(SHAPES_EVAL) --json build/shapes-promptswitch-eval.json
 	$(PY) -m training.evaluate --model build/shapes-meanpool/best $(SHAPES_EVAL) --json build/shapes-meanpool-eval.json

@@ -120,6 +120,11 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
 }
 
 
+def architecture_names() -> list[str]:
+    """The registered architectures (what `random:<name>` and `--arch` accept)."""
+    return sorted(ARCHITECTURES)
+
+
 def architecture(name: str) -> PromptSwitchConfig:
     """The registered config `name` (see ARCHITECTURES)."""
     if name not in ARCHITECTURES:

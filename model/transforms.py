@@ -40,7 +40,7 @@ def eval_transform(frames: np.ndarray | torch.Tensor, size: int, mean: Sequence[
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     if (nh, nw) != (h, w):
         x = F.interpolate(x, size=(nh, nw), mode="bicubic", align_corners=False, antialias=True).clamp_(0, 1)
-    top, left = (nh - size) // 2, (nw - size) // 2
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))  # as torchvision's center_crop
     x = x[:, :, top : top + size, left : left + size]
     return _normalise(x, mean, std).contiguous()
 

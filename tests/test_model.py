@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from model import PromptSwitch, architecture, load_model
+from model.config import architecture_names
 
 NP = 6
 
@@ -184,48 +185,84 @@ def test_random_spec_is_deterministic_and_fingerprint_tracks_weights() -> None:
     assert a.fingerprint != fp
 
 
-@pytest.mark.parametrize("name", ["ViT-B-32", "ViT-B-16"])
-def test_full_size_architectures_build(name: str) -> None:
+def test_registry_lists_the_architectures() -> None:
+    assert {"ViT-B-32", "ViT-B-16", "tiny"} <= set(architecture_names())
+    with pytest.raises(KeyError, match="registered"):
+        architecture("ViT-Z-1")
+
+
+@pytest.mark.parametrize("name", architecture_names())
+def test_registered_architectures_build(name: str) -> None:
     cfg = architecture(name)
     m = PromptSwitch(cfg)
     v = m.clip.visual
-    assert v.conv1.out_channels == 768 and cfg.image_size == 224
-    grid = 224 // cfg.clip["vision_cfg"]["patch_size"]
+    width, patch = cfg.clip["vision_cfg"]["width"], cfg.clip["vision_cfg"]["patch_size"]
+    assert v.conv1.out_channels == width
+    grid = cfg.image_size // patch
     assert v.positional_embedding.shape[0] == grid * grid + 1
-    assert m.prompt.shape == (6, 6, 768) and m.agg.num_heads == 12
+    assert m.prompt.shape == (cfg.num_prompts, cfg.num_prompts, width) and m.agg.num_heads == cfg.agg_heads
     assert m.captioner.head.out_features == 49408
-    tiny_gelu = PromptSwitch(architecture("tiny")).clip.visual.transformer.resblocks[0].mlp.gelu
-    assert isinstance(v.transformer.resblocks[0].mlp.gelu, type(tiny_gelu))
+    assert type(v.transformer.resblocks[0].mlp.gelu).__name__ == "QuickGELU"  # OpenAI CLIP's activation
 
 
-def test_preprocess_matches_clip_eval_transform(tiny_model: PromptSwitch) -> None:
+def _smooth_image(h: int, w: int):
     import numpy as np
+
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    rgb = [128 + 100 * np.sin(6 * xx + 2 * yy), 128 + 100 * np.cos(5 * yy), 255 * xx]
+    return np.stack(rgb, -1).clip(0, 255).astype(np.uint8)
+
+
+def _open_clip_eval_transform(model: PromptSwitch):
+    import open_clip
+
+    return open_clip.transform.image_transform(model.config.image_size, is_train=False,
+                                               mean=model.config.mean, std=model.config.std)
+
+
+@pytest.mark.parametrize("h,w", [(32, 47), (47, 32), (32, 32)])
+def test_preprocess_equals_open_clip_transform_when_only_cropping(tiny_model: PromptSwitch, h: int, w: int) -> None:
+    """No resize needed: the centre crop (offsets rounded as torchvision) and normalisation are exact."""
     from PIL import Image
 
-    rng = np.random.default_rng(0)
-    img = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    img = _smooth_image(h, w)
+    expected = _open_clip_eval_transform(tiny_model)(Image.fromarray(img))
+    torch.testing.assert_close(tiny_model.preprocess(img), expected, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("h,w", [(48, 64), (64, 48), (100, 240), (45, 81)])
+def test_preprocess_matches_open_clip_transform_after_resizing(tiny_model: PromptSwitch, h: int, w: int) -> None:
+    """Bicubic resizes differ slightly (torch's kernel a=-0.75 vs PIL's a=-0.5): about 1% of the pixel range."""
+    from PIL import Image
+
+    img = _smooth_image(h, w)
+    ours = tiny_model.preprocess(img)
+    expected = _open_clip_eval_transform(tiny_model)(Image.fromarray(img))
+    assert ours.shape == expected.shape == (3, 32, 32)
+    diff = (ours - expected).abs() * torch.tensor(tiny_model.config.std).view(3, 1, 1)  # in pixel units 0..1
+    assert float(diff.mean()) < 0.015 and float(diff.max()) < 0.06
+
+
+def test_preprocess_accepts_arrays_images_and_clips(tiny_model: PromptSwitch) -> None:
+    from PIL import Image
+
+    img = _smooth_image(48, 64)
     a = tiny_model.preprocess(img)
-    b = tiny_model.preprocess(Image.fromarray(img))
-    c = tiny_model.preprocess_frames(img[None])[0]
-    assert a.shape == (3, 32, 32)
-    torch.testing.assert_close(a, b)
-    torch.testing.assert_close(a, c)
-    # centre crop of the short side, normalised with CLIP's statistics
-    mean = torch.tensor(tiny_model.config.mean).view(3, 1, 1)
-    restored = a * torch.tensor(tiny_model.config.std).view(3, 1, 1) + mean
-    assert abs(float(restored.mean()) - img[:, 8:56].mean() / 255) < 0.02
+    torch.testing.assert_close(a, tiny_model.preprocess(Image.fromarray(img)))
+    torch.testing.assert_close(a, tiny_model.preprocess_frames(img[None])[0])
 
 
-@pytest.mark.parametrize("name", ["ViT-B-32", "ViT-B-16"])
-def test_full_size_architectures_encode_a_clip(name: str) -> None:
-    """Only the patch grid differs between B/32 and B/16: both run the whole method at 224 px."""
+@pytest.mark.parametrize("name", architecture_names())
+def test_registered_architectures_encode_a_clip(name: str) -> None:
+    """Every registered architecture runs the whole method at its own image size."""
+    cfg = architecture(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        m = PromptSwitch(architecture(name)).eval()
+        m = PromptSwitch(cfg).eval()
         m.prompt.data.normal_(0, 1.0)
-    x = torch.randn(1, 6, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(1, 6, 3, cfg.image_size, cfg.image_size, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         v, f = m.encode_video(x)
         v_rev, _ = m.encode_video(x.flip(1))
-    assert v.shape == (1, 512) and f.shape == (1, 6, 512)
+    assert v.shape == (1, cfg.embed_dim) and f.shape == (1, 6, cfg.embed_dim)
     assert (v - v_rev).abs().max() > 1e-5  # order matters with prompts at full size too

@@ -1,6 +1,5 @@
 import csv
 import json
-import time
 
 import numpy as np
 import pytest
@@ -132,7 +131,7 @@ def test_parse_caption_free_text_and_unknowns():
         ("red", "circle", "moves up"), ("white", "triangle", "moves down")]
 
 
-def test_make_batch_distinct_and_fast():
+def test_make_batch_has_distinct_captions_in_mixed_phrasings():
     rng = np.random.default_rng(0)
     frames, caps, specs = make_batch(rng, 64, 6, 48)
     assert frames.shape == (64, 6, 48, 48, 3) and frames.dtype == np.uint8
@@ -140,50 +139,83 @@ def test_make_batch_distinct_and_fast():
     assert all(parse_caption(c) == parse_caption(s.caption()) for c, s in zip(caps, specs))
     assert len({c for c in caps if c not in {s.caption() for s in specs}}) > 0  # mixed phrasings
     np.testing.assert_array_equal(frames[5], render(specs[5], 6, 48))
-    t = time.perf_counter()
-    make_batch(rng, 64, 6, 32)
-    print(f"make_batch 64x6x32: {1000 * (time.perf_counter() - t):.1f} ms")  # no timing assert
+
+
+def test_make_batch_refuses_more_distinct_captions_than_exist():
     with pytest.raises(ValueError):
-        make_batch(rng, 30, 6, 16, motions=("grows",))  # only 18 distinct captions exist
-    f, _, _ = make_batch(rng, 4, 12, 32, num_segments=6, train=True)
+        make_batch(np.random.default_rng(0), 30, 6, 16, motions=("grows",))  # only 18 distinct captions exist
+
+
+def test_make_batch_samples_video_times_when_given_segments():
+    f, _, specs = make_batch(np.random.default_rng(0), 4, 12, 32, num_segments=6)
     assert f.shape == (4, 12, 32, 32, 3)
+    from video.sampling import sample_times
+
+    np.testing.assert_array_equal(f[0], render(specs[0], 12, 32, times=sample_times(12, 6)))
 
 
-def test_write_dataset_files_and_videos(tmp_path):
+IDS = [f"shapes{i:04d}" for i in range(6)]
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    """4 train + 2 test clips written once for the read-only tests below."""
+    return write_dataset(tmp_path_factory.mktemp("ds"), seed=0, num_train=4, num_test=2, size=(64, 48),
+                         seconds=1.0, fps=12)
+
+
+def _captions_by_video(root) -> dict[str, list[str]]:
+    by_vid: dict[str, list[str]] = {}
+    for s in json.loads((root / "MSRVTT_data.json").read_text())["sentences"]:
+        by_vid.setdefault(s["video_id"], []).append(s["caption"])
+    return by_vid
+
+
+def _test_rows(root) -> list[dict]:
+    with open(root / "MSRVTT_JSFUSION_test.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_write_dataset_writes_one_video_per_id(small_dataset):
+    assert sorted(p.stem for p in (small_dataset / "videos").glob("*.mp4")) == IDS
+    data = json.loads((small_dataset / "MSRVTT_data.json").read_text())
+    assert {v["video_id"] for v in data["videos"]} == set(IDS)
+
+
+def test_write_dataset_gives_every_video_several_captions(small_dataset):
+    by_vid = _captions_by_video(small_dataset)
+    assert set(by_vid) == set(IDS) and all(len(c) >= 3 for c in by_vid.values())
+
+
+def test_write_dataset_splits_like_msrvtt(small_dataset):
+    with open(small_dataset / "MSRVTT_train.9k.csv") as fh:
+        assert [r["video_id"] for r in csv.DictReader(fh)] == IDS[:4]
+    rows = _test_rows(small_dataset)
+    assert [r["video_id"] for r in rows] == IDS[4:]
+    assert set(rows[0]) == {"key", "vid_key", "video_id", "sentence"}
+    by_vid = _captions_by_video(small_dataset)
+    assert all(r["sentence"] == by_vid[r["video_id"]][0] for r in rows)
+
+
+def test_written_video_shows_what_its_caption_says(small_dataset):
     from video.decode import read_frames
 
-    root = write_dataset(tmp_path / "ds", seed=0, num_train=4, num_test=2, size=(64, 48), seconds=1.0, fps=12)
-    ids = [f"shapes{i:04d}" for i in range(6)]
-    assert sorted(p.stem for p in (root / "videos").glob("*.mp4")) == ids
-    data = json.loads((root / "MSRVTT_data.json").read_text())
-    assert {v["video_id"] for v in data["videos"]} == set(ids)
-    by_vid = {}
-    for s in data["sentences"]:
-        by_vid.setdefault(s["video_id"], []).append(s["caption"])
-    assert set(by_vid) == set(ids) and all(len(c) >= 3 for c in by_vid.values())
-    with open(root / "MSRVTT_train.9k.csv") as fh:
-        assert [r["video_id"] for r in csv.DictReader(fh)] == ids[:4]
-    with open(root / "MSRVTT_JSFUSION_test.csv") as fh:
-        rows = list(csv.DictReader(fh))
-    assert [r["video_id"] for r in rows] == ids[4:]
-    assert all(r["sentence"] == by_vid[r["video_id"]][0] for r in rows)
-    assert set(rows[0]) == {"key", "vid_key", "video_id", "sentence"}
-
-    r = read_frames(root / "videos" / "shapes0004.mp4", 6)
+    r = read_frames(small_dataset / "videos" / "shapes0004.mp4", 6)
     assert r.frames.shape == (6, 48, 64, 3) and r.info.num_frames == 12
-    # the video shows what the caption says: compare with a fresh render of the manifest's spec
-    specs = load_specs(root)
-    assert sorted(specs) == ids
-    spec = specs["shapes0004"]
-    assert spec.caption() == rows[0]["sentence"]
-    ref = render(spec, 12, (64, 48))[r.indices]
+    specs = load_specs(small_dataset)
+    assert sorted(specs) == IDS
+    assert specs["shapes0004"].caption() == _test_rows(small_dataset)[0]["sentence"]
+    ref = render(specs["shapes0004"], 12, (64, 48))[r.indices]  # a fresh render of the manifest's spec
     assert np.abs(ref.astype(int) - r.frames.astype(int)).mean() < 3
 
-    # idempotent: same arguments reuse the files; different ones rewrite them
+
+def test_write_dataset_reuses_files_for_the_same_arguments_only(tmp_path):
+    args = dict(num_train=4, num_test=2, size=(64, 48), seconds=1.0, fps=12)
+    root = write_dataset(tmp_path / "ds", seed=0, **args)
     mtimes = {p: p.stat().st_mtime_ns for p in (root / "videos").glob("*.mp4")}
-    write_dataset(tmp_path / "ds", seed=0, num_train=4, num_test=2, size=(64, 48), seconds=1.0, fps=12)
+    write_dataset(tmp_path / "ds", seed=0, **args)
     assert {p: p.stat().st_mtime_ns for p in (root / "videos").glob("*.mp4")} == mtimes
-    write_dataset(tmp_path / "ds", seed=1, num_train=4, num_test=2, size=(64, 48), seconds=1.0, fps=12)
+    write_dataset(tmp_path / "ds", seed=1, **args)
     assert any(p.stat().st_mtime_ns != t for p, t in mtimes.items())
 
 

@@ -7,11 +7,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .cli import add_flags, values
+
+log = logging.getLogger(__name__)
+
+
+class EvaluationError(ValueError):
+    """Nothing could be evaluated (no readable video, a dataset without its folder)."""
+
+
+@dataclass
+class EvalOptions:
+    """The flags of `python -m training.evaluate` (besides --model and --dataset)."""
+
+    root: str | None = field(default=None, metadata={"help": "dataset folder (not needed for generated moving-shapes)"})
+    split: str = field(default="test", metadata={"help": "split to evaluate"})
+    seed: int = field(default=123, metadata={"help": "moving-shapes: seed of the generated split"})
+    size: int = field(default=500, metadata={"help": "moving-shapes: number of clips"})
+    use_prompts: bool = field(default=True, metadata={"help": "--no-use-prompts runs the weights as the "
+                                                              "mean-pooling baseline"})
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N | mps"})
+    json: str | None = field(default=None, metadata={"help": "write the results to this JSON file"})
 
 
 @dataclass
@@ -108,14 +131,14 @@ def evaluate_files(model, dataset: str, root: Path, split: str = "test", batch: 
 
     sp = load_split(dataset, Path(root), split)
     if sp.missing:
-        print(f"note: {len(sp.missing)} videos listed in the annotations are missing on disk; skipped", file=sys.stderr)
+        log.warning("%d videos listed in the annotations are missing on disk; skipped", len(sp.missing))
     ds = VideoDataset(sp.items, model, train=False)
     vids, ok_items = [], []
     for emb, idx in iterate_videos(model, ds, batch=batch, workers=workers):
         vids.append(emb)
         ok_items += [sp.items[i] for i in idx]
     if not ok_items:
-        raise SystemExit(f"no video of {dataset}/{split} under {root} could be read")
+        raise EvaluationError(f"no video of {dataset}/{split} under {root} could be read")
     v = np.concatenate(vids)
     texts, t2v = [], []
     for j, item in enumerate(ok_items):
@@ -136,43 +159,48 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="a load_model spec")
-    p.add_argument("--dataset", required=True, choices=["msrvtt", "msvd", "lsmdc", "moving-shapes"])
-    p.add_argument("--root", type=Path, help="dataset folder (not needed for generated moving-shapes)")
-    p.add_argument("--split", default="test")
-    p.add_argument("--seed", type=int, default=123, help="moving-shapes: seed of the generated split")
-    p.add_argument("--size", type=int, default=500, help="moving-shapes: number of clips")
-    p.add_argument("--no-prompts", action="store_true", help="run the weights as the mean-pooling baseline")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json", type=Path, help="write the results here")
-    a = p.parse_args(argv)
-
+def run(model_spec: str, dataset: str, o: EvalOptions) -> dict:
+    """Load the model and evaluate it; the results as a dict (retrieval plus moving-shapes extras)."""
     from model.device import resolve_device
     from model.hub import load_model
 
-    model = load_model(a.model, device=resolve_device(a.device))
-    if a.no_prompts:
-        model.use_prompts = False
-    if a.dataset == "moving-shapes" and a.root is None:
-        ev = evaluate_shapes(model, seed=a.seed, size=a.size)
-        results = {**ev.retrieval, "reversal_accuracy": ev.reversal_accuracy,
-                   "reversal_accuracy_translations": ev.reversal_translations,
-                   "reversal_accuracy_scalings": ev.reversal_scalings,
-                   "caption_accuracy": ev.caption_accuracy, "gallery_t2v_R@1": ev.gallery_t2v_r1}
-    else:
-        if a.root is None:
-            p.error("--root is required for this dataset")
-        results = evaluate_files(model, a.dataset, a.root, a.split)
+    if dataset != "moving-shapes" and o.root is None:
+        raise EvaluationError(f"--root is required for dataset {dataset}")
+    model = load_model(model_spec, device=resolve_device(o.device))
+    model.use_prompts = o.use_prompts
+    if dataset == "moving-shapes" and o.root is None:
+        ev = evaluate_shapes(model, seed=o.seed, size=o.size)
+        return {**ev.retrieval, "reversal_accuracy": ev.reversal_accuracy,
+                "reversal_accuracy_translations": ev.reversal_translations,
+                "reversal_accuracy_scalings": ev.reversal_scalings,
+                "caption_accuracy": ev.caption_accuracy, "gallery_t2v_R@1": ev.gallery_t2v_r1}
+    return evaluate_files(model, dataset, Path(o.root), o.split)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="a load_model spec (folder, hf-hub:..., bundled:..., random:...)")
+    p.add_argument("--dataset", required=True, choices=["msrvtt", "msvd", "lsmdc", "moving-shapes"],
+                   help="which annotations to read (moving-shapes without --root is generated)")
+    add_flags(p, EvalOptions)
+    p.add_argument("--no-prompts", dest="use_prompts", action="store_false", default=None,
+                   help="same as --no-use-prompts")
+    a = vars(p.parse_args(argv))
+    o = values(EvalOptions, a)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        results = run(a["model"], a["dataset"], o)
+    except (EvaluationError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(format_table(results))
     for k in ("reversal_accuracy", "reversal_accuracy_translations", "reversal_accuracy_scalings",
               "gallery_t2v_R@1", "caption_accuracy"):
         if k in results:
             print(f"{k}: {results[k]:.3f}")
-    if a.json:
-        a.json.write_text(json.dumps(results, indent=2))
+    if o.json:
+        Path(o.json).write_text(json.dumps(results, indent=2))
     return 0
 
 

@@ -1,23 +1,10 @@
-"""Symmetric InfoNCE over a batch, with the reference's in-batch de-duplication."""
+"""The contrastive loss of a batch (the reference's CLIPLoss). The caption loss lives with the head
+(model.captioner.caption_loss); duplicates are removed across the global batch by
+training.distributed.global_keep before either is computed."""
 from __future__ import annotations
-
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
-
-
-def first_occurrences(video_ids: Sequence[str]) -> list[int]:
-    """Indices that keep only the first caption of a video appearing twice in a batch.
-
-    Two captions of one video in a batch would each have a false negative (its twin)."""
-    seen: set[str] = set()
-    keep = []
-    for i, v in enumerate(video_ids):
-        if v not in seen:
-            seen.add(v)
-            keep.append(i)
-    return keep
 
 
 def contrastive_loss(video_emb: torch.Tensor, text_emb: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
