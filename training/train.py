@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model.captioner import caption_loss_terms
 from model.device import resolve_device
 from model.files import atomic_save
 
@@ -235,8 +236,6 @@ def train_step(model, x: torch.Tensor, captions: list[str], keys: list[str], cfg
     loss_c = contrastive_loss(dist.gather_rows(video_emb), dist.gather_rows(text_emb), scale)
     out = {"loss": loss_c, "contrastive": loss_c.item()}
     if cfg.caption_weight > 0:
-        from model.captioner import caption_loss_terms
-
         logits = model.caption_logits(feats, tokens)
         num, den = caption_loss_terms(logits, tokens, model.tokenizer.eot_token_id, model.captioner.token_to_out,
                                       model.caption_weights)
