@@ -465,9 +465,11 @@ def train(cfg: TrainConfig, resume: bool = False, log: Callable[[str], None] = l
     run = start_run(cfg, resume, log)
     while not run.finished:
         batch = next_batch(run)
-        if batch is None:  # every video of this batch was unreadable
+        if batch is None and run.world == 1:  # every video of this batch was unreadable
             run.step += 1
             continue
+        if batch is None:  # the other processes still need this one in every collective of the step
+            batch = (torch.zeros(0), [], [])
         record(run, optimise(run, batch))
         if run.rank == 0 and (run.step % run.eval_every == 0 or run.step == run.total):
             evaluate_and_save(run)
