@@ -28,6 +28,7 @@ ENV_LIBRARY = "PROMPTSWITCH_LIBRARY"
 ENV_VIDEOS = "PROMPTSWITCH_VIDEOS"
 ENV_CACHE = "PROMPTSWITCH_CACHE"
 ENV_MCP = "PROMPTSWITCH_MCP"
+ENV_VIDEO_ROOTS = "PROMPTSWITCH_VIDEO_ROOTS"
 
 
 def set_environment_defaults() -> None:
@@ -126,6 +127,22 @@ class AppConfig:
     queue_size: int = 256
     mcp: bool = False
     """Also serve the API as an MCP server (tools search_videos, describe_video; see app.mcp)."""
+    video_roots: list[Path] = field(default_factory=list)
+    """Extra folders whose videos a library may name and the page may play (besides --videos, the library's
+    own folder, assets/ and the cache folder): a library's recorded source root outside all of them is
+    not trusted, so its videos are neither served nor re-indexed."""
+    upload_ttl_s: int = 3600
+    """Uploads (and Gradio's other cached files) older than this are deleted, checked as often."""
+
+    def trusted_roots(self, library_root: Path | None = None) -> list[Path]:
+        """Folders a library's videos may lie in: what the operator configured, nothing a library says."""
+        roots = [*self.video_roots, ASSETS, self.cache_dir]
+        if self.videos:
+            roots.append(self.videos)
+        if library_root is not None:
+            roots.append(library_root)
+        return [Path(os.path.abspath(r)) for r in roots]
+
 
     @property
     def model_spec(self) -> str:
@@ -144,12 +161,28 @@ class AppConfig:
         return Limits(max_upload_bytes=self.max_upload_bytes, max_video_seconds=self.max_video_seconds)
 
 
+#: Folders a library may never name as its video folder, whatever it says: the system's and hidden ones.
+SYSTEM_FOLDERS = ("/etc", "/proc", "/sys", "/dev", "/boot", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
+                  "/run", "/var/lib", "/var/log", "/var/run", "/var/spool", "/snap")
+
+
+def acceptable_video_folder(folder: str | os.PathLike[str]) -> bool:
+    """A local library's recorded video folder is trusted unless it is a system folder, a top-level folder
+    (/, /home) or lies under a hidden one (~/.ssh): a tampered manifest cannot open those to the server."""
+    p = Path(os.path.realpath(folder))
+    if len(p.parts) < 3 or any(part.startswith(".") for part in p.parts[1:]):
+        return False
+    if str(p) == os.path.realpath(Path.home()):
+        return False
+    return not any(p == Path(s) or Path(s) in p.parents for s in SYSTEM_FOLDERS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="app.py",
         description="Prompt Switch text-to-video search: a Gradio page to search a video library by text "
         "and describe uploaded videos.",
-        epilog=f"Environment: {ENV_MODEL}, {ENV_LIBRARY}, {ENV_VIDEOS}, {ENV_CACHE}, {ENV_MCP}, "
+        epilog=f"Environment: {ENV_MODEL}, {ENV_LIBRARY}, {ENV_VIDEOS}, {ENV_CACHE}, {ENV_MCP}, {ENV_VIDEO_ROOTS}, "
         "PROMPTSWITCH_MAX_UPLOAD_MB, PROMPTSWITCH_MAX_VIDEO_SECONDS, GRADIO_SERVER_NAME, GRADIO_SERVER_PORT, "
         "HF_HOME (flags win).",
     )
@@ -167,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"largest upload accepted (default {AppConfig.max_upload_mb:g})")
     p.add_argument("--max-video-seconds", type=float,
                    help=f"longest uploaded video accepted (default {AppConfig.max_video_seconds:g})")
+    p.add_argument("--video-root", action="append", type=Path, default=[], metavar="DIR",
+                   help="a folder whose videos a --library may play (repeatable; a library's recorded video "
+                   f"folder outside --videos, the library and these is not trusted); {ENV_VIDEO_ROOTS} too, "
+                   "separated by os.pathsep")
     p.add_argument("--mcp", action="store_true",
                    help=f"also serve the API as an MCP server at /gradio_api/mcp/ ({ENV_MCP}=1)")
     return p
@@ -188,6 +225,8 @@ def from_args(argv: list[str] | None = None, environ: dict[str, str] | None = No
         device=args.device or _env_str(env, "PROMPTSWITCH_DEVICE") or "auto",
         cache_dir=(cache or hf_home(env) / "promptswitch").expanduser(),
         fallback=not args.no_fallback,
+        video_roots=[p.expanduser() for p in args.video_root]
+        + [Path(p).expanduser() for p in (_env_str(env, ENV_VIDEO_ROOTS) or "").split(os.pathsep) if p],
         mcp=args.mcp or (_env_str(env, ENV_MCP) or "0").lower() not in ("0", "false", "no", "off"),
         max_upload_mb=args.max_upload_mb or _env_float(env, "PROMPTSWITCH_MAX_UPLOAD_MB", AppConfig.max_upload_mb),
         max_video_seconds=args.max_video_seconds

@@ -21,8 +21,8 @@ def create_app(config: AppConfig, progress=print):
 
     from app.ui import build_demo
 
-    # Serve the library's thumbnails/posters and its own video files in place; nothing else.
-    gr.set_static_paths([str(p) for p in st.static_dirs])
+    # Serve the library's thumbnails/posters and its own video files in place: exact files, nothing else.
+    gr.set_static_paths([str(p) for p in st.served_files])
     demo = build_demo(st, config)
     demo.queue(default_concurrency_limit=config.search_concurrency, max_size=config.queue_size)
     return demo, st

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from app.config import BUNDLED_LIBRARY, SAMPLE_VIDEOS, AppConfig
+from precompute.library import MANIFEST
 from video.files import is_video_name
 
 log = logging.getLogger(__name__)
@@ -55,15 +56,15 @@ class Startup:
     offline: bool = False
     video_files: list[Path] = field(default_factory=list)
     """The video files the page may play (the library's own, nothing else in their folders)."""
-    media_dirs: list[Path] = field(default_factory=list)
-    """The library's thumbnail and poster folders."""
+    media_files: list[Path] = field(default_factory=list)
+    """The library's thumbnails and posters (exact files)."""
     seconds: float = 0.0
     build_log: list[str] = field(default_factory=list)
 
     @property
-    def static_dirs(self) -> list[Path]:
-        """Every folder or file the web server may serve (nothing else is served)."""
-        return self.media_dirs + self.video_files
+    def served_files(self) -> list[Path]:
+        """Every file the web server may serve from the library (exact files, no folders)."""
+        return self.media_files + [p.resolve() for p in self.video_files]
 
     @property
     def fallback(self) -> bool:
@@ -135,9 +136,9 @@ def resolve_hub_library(ref: str) -> Path:
             f"could not download the library dataset {repo_id}" + (f"@{revision}" if revision else "")
             + f" ({why}; cache HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}): {_short_reason(e)}"
         ) from None
-    if (path / "manifest.json").is_file():
+    if (path / MANIFEST).is_file():
         return path
-    found = sorted(p.parent for p in path.glob("*/manifest.json"))
+    found = sorted(p.parent for p in path.glob(f"*/{MANIFEST}"))
     if len(found) == 1:
         return found[0]
     raise LibraryError(f"dataset {repo_id} has no library (manifest.json) at its root"
@@ -204,7 +205,7 @@ def _freshness(report) -> str:
 
 
 def _has_manifest(p: Path) -> bool:
-    return (p / "manifest.json").is_file()
+    return (p / MANIFEST).is_file()
 
 
 def _source_available(lib) -> Path | None:
@@ -226,10 +227,35 @@ class _LibraryContext:
         self.attempts, self.configured_root = attempts, configured_root
         self.spec = model.spec
 
-    def open_checked(self, root: Path):
+    def trusted_roots(self, root: Path) -> list[Path]:
+        """The configured folders, plus a local library's own recorded video folder unless it is a system or
+        hidden one; a Hub dataset (a stranger's files) is trusted with nothing outside its own folder."""
+        import json
+
+        from app.config import acceptable_video_folder
+        from precompute.library import recorded_source_root
+
+        roots = self.config.trusted_roots(root)
+        from_hub = root == self.configured_root and (self.config.library or "").startswith("hf-hub:")
+        if not from_hub and _has_manifest(root):
+            try:
+                recorded = recorded_source_root(root, json.loads((root / MANIFEST).read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                recorded = None
+            if recorded is not None and acceptable_video_folder(recorded):
+                roots.append(recorded)
+        return roots
+
+    def open_library(self, root: Path):
+        """A library whose videos are trusted only inside the trusted folders, its index checked now."""
         from precompute.library import open_library
 
-        lib = open_library(root)
+        lib = open_library(root, allowed_roots=self.trusted_roots(root))
+        lib.check_index()  # a missing or damaged index is a start-up message, never a failed search later
+        return lib
+
+    def open_checked(self, root: Path):
+        lib = self.open_library(root)
         lib.check_model(self.model.fingerprint, self.spec)
         return lib
 
@@ -264,7 +290,7 @@ def _library_with_videos(ctx: _LibraryContext, root: Path, ref: str):
 
 def _from_configured_library(ctx: _LibraryContext):
     """Step 1: --library (a folder, or a dataset on the Hub, resolved once by start())."""
-    from precompute.library import LibraryError, ModelMismatchError, open_library
+    from precompute.library import LibraryError, ModelMismatchError
 
     ref, root = ctx.config.library, ctx.configured_root
     if not ref or root is None:
@@ -277,8 +303,8 @@ def _from_configured_library(ctx: _LibraryContext):
         try:
             return ctx.open_checked(root), f"the library you configured ({ref})"
         except ModelMismatchError:
-            lib = open_library(root)
-            src = _source_available(lib)
+            lib = ctx.open_library(root)
+            src = _source_available(lib)  # None when its recorded folder is not one the operator configured
             if src is None:
                 raise
             ctx.attempts.append(f"Library {ref} was built with model {lib.model_spec!r}, not {ctx.spec!r}: "
@@ -334,11 +360,17 @@ def _default_library(ctx: _LibraryContext):
 
 
 def _obtain_library(ctx: _LibraryContext):
-    """(library, why) for ctx.model, trying each step in order; (None, "") when none worked."""
+    """(library, why) for ctx.model, trying each step in order; (None, "") when none worked.
+
+    With --no-fallback, a configured --library or --videos that cannot be used ends the start-up.
+    """
     for step in (_from_configured_library, _from_videos, _default_library):
         got = step(ctx)
         if got is not None:
             return got
+        configured = ctx.config.library if step is _from_configured_library else ctx.config.videos
+        if configured and not ctx.config.fallback:
+            raise StartupError(f"{ctx.attempts[-1]} (--no-fallback: not falling back to another library)")
     return None, ""
 
 
@@ -372,10 +404,23 @@ def attach_folder_captions(lib) -> int:
     return n
 
 
-def _media_dirs(lib) -> list[Path]:
-    from precompute.library import POSTERS, THUMBS
+def media_files(lib) -> list[Path]:
+    """The thumbnails and posters of the library's rows (refused rows excluded), symlinks resolved.
 
-    return [d.resolve() for d in (lib.root / THUMBS, lib.root / POSTERS) if d.is_dir()]
+    Exact files, never the folders: a library from a stranger may hold anything else beside them. Resolved,
+    because Gradio resolves a requested path before checking it (a Hub cache is a tree of symlinks).
+    """
+    videos = set(video_files(lib))
+    return sorted({p.resolve() for p in lib.allowed_files()} - {p.resolve() for p in videos})
+
+
+def untrusted_source_note(lib, config: AppConfig) -> str | None:
+    """A line for the banner when the library's recorded video folder was not trusted (nothing is played)."""
+    recorded = lib.manifest.get("source_root") or lib.manifest.get("source_root_relative")
+    if not recorded or lib.source_root is not None:
+        return None
+    return (f"The videos of library {lib.root.name!r} are not played: the folder it names ({recorded}) is not "
+            "one this app was configured with. Start with --video-root DIR (or --videos DIR) to allow it.")
 
 
 def video_files(lib) -> list[Path]:
@@ -388,7 +433,7 @@ def video_files(lib) -> list[Path]:
     out = []
     for i in range(len(lib)):
         p = None if i in refused else lib.path_of(i)
-        if p is not None:
+        if p is not None and is_video_name(p):  # a record naming notes.txt or a key file is never served
             out.append(Path(os.path.abspath(p)))
     return out
 
@@ -436,7 +481,7 @@ def library_model(root: Path | None) -> str | None:
     if root is None or not _has_manifest(root):
         return None
     try:
-        spec = json.loads((root / "manifest.json").read_text(encoding="utf-8")).get("model")
+        spec = json.loads((root / MANIFEST).read_text(encoding="utf-8")).get("model")
     except (OSError, ValueError):
         return None
     return spec.strip() if isinstance(spec, str) and spec.strip() else None
@@ -494,6 +539,9 @@ def _serve(config: AppConfig, model, lib, lib_reason: str, attempts: list[str], 
     """The engine over a loaded model and library, and what the page says about them."""
     from app.engine import SearchEngine
 
+    note = untrusted_source_note(lib, config)
+    if note:
+        attempts.append(note)
     attached = attach_folder_captions(lib)
     if attached:
         _say(progress, f"captions for {attached} videos read from {lib.source_root}/captions.json")
@@ -505,4 +553,4 @@ def _serve(config: AppConfig, model, lib, lib_reason: str, attempts: list[str], 
         engine.notes.append(f"No caption bank at {config.caption_bank}: the Describe tab ranks library captions only.")
     return Startup(engine=engine, model_spec=model.spec, model_reason="", library_root=lib.root,
                    library_reason=lib_reason, attempts=attempts, offline=offline, video_files=files,
-                   media_dirs=_media_dirs(lib))
+                   media_files=media_files(lib))

@@ -18,6 +18,7 @@ from typing import Any
 import gradio as gr
 
 from app import pages
+from app.config import AppConfig
 from app.gpu import gpu_handler
 from app.handlers import LIBRARY_GRID, Handlers
 from app.mcp import register_tools
@@ -181,7 +182,7 @@ def _library_tab(h: Handlers) -> None:
 
 
 def build_demo(st: Startup, config: Any = None, spaces: Any = None) -> gr.Blocks:
-    """The page. Call gr.set_static_paths(st.static_dirs) first (app.main.create_app does).
+    """The page. Call gr.set_static_paths(st.served_files) first (app.main.create_app does).
 
     spaces: the ZeroGPU `spaces` module (found automatically on a ZeroGPU Space; tests pass a stand-in).
     """
@@ -191,7 +192,8 @@ def build_demo(st: Startup, config: Any = None, spaces: Any = None) -> gr.Blocks
     def gpu(fn):
         return gpu_handler(fn, model, spaces)
 
-    with gr.Blocks(title="Prompt Switch video search") as demo:
+    ttl = int(getattr(config, "upload_ttl_s", AppConfig.upload_ttl_s))  # uploads expire: none is kept for good
+    with gr.Blocks(title="Prompt Switch video search", delete_cache=(ttl, ttl)) as demo:
         gr.Markdown(pages.header_markdown(), elem_id="header")
         gr.Markdown(banner(st), elem_id="banner")
         with gr.Tabs():
@@ -214,7 +216,7 @@ def launch_kwargs(config, st: Startup) -> dict[str, Any]:
         server_port=config.port,
         max_file_size=config.max_upload_bytes,
         allowed_paths=[str(p) for p in st.video_files],
-        show_error=True,
+        show_error=False,  # handlers return their own one-line messages; Gradio's internals stay hidden
         theme=gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                              font_mono=["ui-monospace", "monospace"]),
         css=CSS,

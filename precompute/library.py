@@ -201,11 +201,7 @@ class Library:
 
     def _source_root(self, allowed_roots: Iterable[str | os.PathLike[str]] | None) -> Path | None:
         """The folder the videos are in: recorded, or found beside the library; None if untrusted."""
-        src = self.manifest.get("source_root")
-        root = Path(os.path.abspath(src)) if isinstance(src, str) and src else None
-        rel = self.manifest.get("source_root_relative")
-        if isinstance(rel, str) and rel and (self.root / rel).is_dir():
-            root = (self.root / rel).resolve()  # relative to itself first: a clone, or moved with its videos
+        root = recorded_source_root(self.root, self.manifest)
         if root is not None and allowed_roots is not None and not _within_any(root, allowed_roots):
             log.warning("%s: source root %s lies outside the configured folders; its videos are not served",
                         self.root, root)
@@ -351,8 +347,16 @@ class Library:
     def _load_index(self):
         if self._index is None:
             self._check_same_build()  # an index of a later build must never answer for these rows
-            self._index = read_index(self.root / INDEX, self.manifest.get("index", {}))
+            index = read_index(self.root / INDEX, self.manifest.get("index", {}))
+            if index.d != self.dim or index.ntotal != len(self):
+                raise LibraryError(f"{self.root / INDEX}: holds {index.ntotal} vectors of dimension {index.d}, the "
+                                   f"library {len(self)} of dimension {self.dim}; the library is damaged, rebuild it")
+            self._index = index
         return self._index
+
+    def check_index(self) -> None:
+        """Load the index now (LibraryError if missing, unreadable or not this library's): for start-ups."""
+        self._load_index()
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k rows by cosine: queries [Q, D] (or [D]) float32, L2-normalised.
@@ -414,6 +418,17 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def recorded_source_root(root: Path, manifest: dict[str, Any]) -> Path | None:
+    """The video folder a manifest names: relative to the library first (a clone, or moved with its videos),
+    else the absolute path it was built from. A claim, not yet trusted: see Library(allowed_roots=...)."""
+    src = manifest.get("source_root")
+    found = Path(os.path.abspath(src)) if isinstance(src, str) and src else None
+    rel = manifest.get("source_root_relative")
+    if isinstance(rel, str) and rel and (Path(root) / rel).is_dir():
+        found = (Path(root) / rel).resolve()
+    return found
 
 
 def _inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:

@@ -287,9 +287,14 @@ def test_library_from_a_hub_dataset_in_the_cache(tmp_path, tiny_library, tiny_mo
     cfg = from_args(["--model", "random:tiny", "--library", "hf-hub:someone/shapes-library",
                      "--cache-dir", str(tmp_path / "cache")], environ={})
     st = startup.start(cfg, progress=None)
-    assert st.attempts == [] and "you configured" in st.library_reason and len(st.engine.library) == 6
-    # The snapshot holds no videos and the builder's folder is still on this machine: its files are
-    # playable, each one named exactly.
+    assert "you configured" in st.library_reason and len(st.engine.library) == 6
+    # The snapshot holds no videos; the folder it names is a stranger's claim, so nothing is played
+    # (posters and strips only) and the banner says how to allow it ...
+    assert st.video_files == [] and len(st.attempts) == 1 and "--video-root" in st.attempts[0]
+    # ... which the operator does by naming the folder: then its files are playable, each one named exactly.
+    cfg.video_roots = [tiny_library[1].parent]
+    st = startup.start(cfg, progress=None)
+    assert st.attempts == []
     assert sorted(st.video_files) == sorted(p.resolve() for p in tiny_library[1].glob("*.mp4"))
 
 
@@ -437,7 +442,8 @@ def test_hub_library_alone_loads_its_model_offline(tmp_path, tiny_library, monke
     cfg = from_args(["--library", "hf-hub:someone/shapes-library", "--cache-dir", str(tmp_path / "cache")],
                     environ={})
     st = startup.start(cfg, progress=None)
-    assert st.model_spec == "random:tiny" and st.attempts == [] and st.offline
+    assert st.model_spec == "random:tiny" and st.offline
+    assert len(st.attempts) == 1 and "not played" in st.attempts[0]  # the videos' folder is not trusted
     assert st.library_root == repo / "snapshots" / commit and len(st.engine.library) == 6
 
 
