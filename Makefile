@@ -68,7 +68,7 @@ shapes-model: dev
 shapes-library: dev
 	rm -rf assets/shapes-videos assets/library-shapes
 	$(PY) -c "from training.shapes import write_dataset; write_dataset('assets/shapes-videos', seed=2026, num_train=0, num_test=36, size=(160, 120), seconds=3.0, fps=12)"
-	$(PY) -m precompute assets/shapes-videos/MSRVTT_data.json --out assets/library-shapes --model bundled:moving-shapes --workers 0 --no-progress
+	$(PY) -m precompute assets/shapes-videos/MSRVTT_data.json --out assets/library-shapes --model bundled:moving-shapes --workers 0 --no-progress --portable
 
 bench: dev
 	$(PY) bench/encode.py

@@ -208,12 +208,17 @@ def _has_manifest(p: Path) -> bool:
     return (p / MANIFEST).is_file()
 
 
+def _within(path: Path, folder: Path) -> bool:
+    p, f = os.path.abspath(path), os.path.abspath(folder)
+    return os.path.commonpath([p, f]) == f
+
+
 def _source_available(lib) -> Path | None:
     src = getattr(lib, "source_root", None)
     if src is not None and Path(src).is_dir() and any(lib.path_of(i) is not None for i in range(min(len(lib), 50))):
         spec = lib.manifest.get("source")  # the annotation file or folder it was built from
-        if spec and Path(spec).exists():
-            return Path(spec)
+        if spec and (lib.root / spec).exists() and _within(lib.root / spec, src):
+            return lib.root / spec  # relative to the library (a portable one), or absolute
         return Path(src)
     return None
 

@@ -307,6 +307,16 @@ def _plan(job: _Build, src: Source, items: list[SourceItem], header: dict[str, A
     return _Plan(src, items, base, kept, todo, chunks)
 
 
+def _recorded_source(src, settings: BuildSettings, out: Path) -> str:
+    """SOURCE as given; for a portable library, relative to the library (a clone finds it there too)."""
+    return os.path.relpath(os.path.abspath(src.spec), out.absolute()) if settings.portable else src.spec
+
+
+def _recorded_root(src, settings: BuildSettings) -> str | None:
+    """The videos' folder as the manifest records it: absolute, or nothing for a portable library."""
+    return None if settings.portable or src.root is None else str(src.root)
+
+
 def _up_to_date(job: _Build, plan: _Plan) -> bool:
     """True (and the report filled in) when the library already holds exactly what this run would write."""
     base, settings = plan.base, job.settings
@@ -315,7 +325,7 @@ def _up_to_date(job: _Build, plan: _Plan) -> bool:
     bs = base.manifest.get("settings", {})
     if bs.get("index") != settings.index or bs.get("index_params") != settings.index_params:
         return False
-    if base.manifest.get("source_root") != str(plan.src.root):
+    if base.manifest.get("source_root") != _recorded_root(plan.src, settings):
         return False
     pairs = [(e, i) for i in plan.items for e in (plan.kept[i.id].entries or [])]
     same_records = [e.record.id for e, _ in pairs] == base.ids and all(
@@ -374,7 +384,8 @@ def _assemble(job: _Build, plan: _Plan, m: _Model, captions: bool, encoded: int)
             failures.append(k.failure)
     total = len(plan.todo)
     job.say(encoded, total, "assembling the library")
-    manifest = _manifest(plan.base, plan.src, job.settings, m.header, m.num_segments, captions, job.command)
+    manifest = _manifest(plan.base, plan.src, job.settings, m.header, m.num_segments, captions, job.command,
+                         job.out)
     # A library shipped with its videos (the bundled demo) must still find them when the
     # repository is cloned elsewhere: also record the source relative to the library.
     manifest["source_root_relative"] = os.path.relpath(plan.src.root, job.out.resolve()) if plan.src.root else None
@@ -417,7 +428,7 @@ def _refresh(rec: VideoRecord, item: SourceItem) -> VideoRecord:
 
 
 def _manifest(base: Library | None, src: Source, settings: BuildSettings, header: dict[str, Any],
-              num_segments: int, captions: bool, command: str | None) -> dict[str, Any]:
+              num_segments: int, captions: bool, command: str | None, out: Path) -> dict[str, Any]:
     now = _now()
     created = base.manifest.get("created", now) if base is not None else now
     m = {
@@ -432,9 +443,9 @@ def _manifest(base: Library | None, src: Source, settings: BuildSettings, header
         "count": 0,
         "created": created,
         "updated": now,
-        "source": src.spec,
+        "source": _recorded_source(src, settings, out),
         "source_kind": src.kind,
-        "source_root": str(src.root),
+        "source_root": _recorded_root(src, settings),
         "generated_captions": captions,
         "segments": header["segments"],
         "thumbnails": {"height": settings.thumb_height, "enabled": settings.thumbnails},

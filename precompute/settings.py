@@ -54,6 +54,9 @@ class BuildSettings:
                                    "just those (default: all)", group="library")
     video_dir: str | None = _opt(None, "for annotation sources: the folder with <video_id>.<ext> files "
                                        "(default: guessed beside the annotation)", group="library")
+    portable: bool = _opt(False, "record no absolute path of this machine: the videos' folder only relative to "
+                                 "the library (for a library shipped in a repository or published)",
+                          group="library")
     follow_symlinks: bool = _opt(False, "index symbolic links that lead outside SOURCE (refused by default, "
                                         "recorded in failures.jsonl)", group="library")
     overwrite: bool = _opt(False, "delete the library's files (this tool's only) and rebuild (needed to change "

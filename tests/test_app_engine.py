@@ -466,9 +466,7 @@ def test_describe_marks_videos_the_model_cannot_know(bundled_engine):
     assert real.ok and real.generated_caption and not real.confident
     shapes = bundled_engine.library.path_of(3)
     known = bundled_engine.describe(str(shapes))
-    # 0.88 today: assets/library-shapes was encoded before frames moved to the reference's positions
-    # (1/3, 2/3 of each range instead of 1/4, 3/4); rebuilding it (make shapes-library) restores > 0.99.
-    assert known.ok and known.confident and known.nearest > 0.85
+    assert known.ok and known.confident and known.nearest > 0.99  # the same clip, encoded the same way
 
 
 @pytest.mark.parametrize("query,words", [

@@ -82,3 +82,30 @@ def test_caption_bank():
     assert len(set(lines)) == len(lines)
     assert all(4 <= len(ln.split()) <= 15 for ln in lines)
     assert (ASSETS / "captions" / "README.md").is_file()
+
+
+def test_no_absolute_path_of_the_building_machine_under_assets():
+    """A clone elsewhere must not follow (or leak) the path of the machine that built the assets."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent / "assets"
+    pattern = re.compile(r'"(/(?:home|root|work|tmp|Users|var|mnt)/[^"]*)"')
+    found = [f"{p.relative_to(root)}: {m}" for p in root.rglob("*") if p.suffix in (".json", ".jsonl", ".md", ".csv")
+             for m in pattern.findall(p.read_text(errors="replace"))]
+    assert not found, found
+
+
+def test_a_portable_build_records_no_absolute_path(tmp_path):
+    from precompute import BuildSettings, build_library
+    from training.shapes import write_dataset
+
+    data = write_dataset(tmp_path / "data", seed=1, num_train=0, num_test=2, size=(64, 48), seconds=1.0, fps=12)
+    out = tmp_path / "lib"
+    report = build_library(data / "MSRVTT_data.json", out, "random:tiny",
+                           BuildSettings(workers=0, progress_bar=False, portable=True))
+    assert report.exit_code == 0
+    text = (out / "manifest.json").read_text() + (out / "videos.jsonl").read_text()
+    assert str(tmp_path) not in text
+    from precompute.library import open_library
+
+    assert open_library(out).path_of(0).is_file()  # it still finds its videos, relative to itself
