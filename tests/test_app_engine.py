@@ -261,22 +261,30 @@ def test_startup_falls_back_offline(tmp_path, tiny_library, monkeypatch):
     assert "1 new or changed" in st3.library_reason and len(st3.engine.library) == 4
 
 
-def test_library_from_a_hub_dataset_in_the_cache(tmp_path, tiny_library, tiny_model, monkeypatch):
-    """--library hf-hub:org/name[@rev] resolves through huggingface_hub's cache (offline here)."""
+def _hub_cache_with(library, tmp_path, commit: str, monkeypatch):
+    """A Hub cache laid out on disk holding `library` as dataset someone/shapes-library at `commit`."""
     import shutil
 
     import huggingface_hub.constants as hub_constants
+
+    repo = tmp_path / "hub" / "datasets--someone--shapes-library"
+    shutil.copytree(library, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    return repo
+
+
+def test_library_from_a_hub_dataset_in_the_cache(tmp_path, tiny_library, tiny_model, monkeypatch):
+    """--library hf-hub:org/name[@rev] resolves through huggingface_hub's cache (offline here)."""
+
 
     import app.startup as startup
     from app.config import from_args
 
     commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = tmp_path / "hub" / "datasets--someone--shapes-library"
-    shutil.copytree(tiny_library[0], repo / "snapshots" / commit)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    repo = _hub_cache_with(tiny_library[0], tmp_path, commit, monkeypatch)
     assert startup.resolve_hub_library("hf-hub:someone/shapes-library") == repo / "snapshots" / commit
     assert startup.resolve_hub_library("hf-hub:someone/shapes-library@main") == repo / "snapshots" / commit
     with pytest.raises(Exception, match="could not download the library dataset someone/other"):
@@ -423,21 +431,14 @@ def test_library_model_that_cannot_load_falls_back_and_says_why(tmp_path, tiny_l
 
 def test_hub_library_alone_loads_its_model_offline(tmp_path, tiny_library, monkeypatch):
     """--library hf-hub:org/name with no --model and no network: the dataset and its model from the cache."""
-    import shutil
 
-    import huggingface_hub.constants as hub_constants
 
     import app.network
     import app.startup as startup
     from app.config import from_args
 
     commit = "89abcdef0123456789abcdef0123456789abcdef"
-    repo = tmp_path / "hub" / "datasets--someone--shapes-library"
-    shutil.copytree(tiny_library[0], repo / "snapshots" / commit)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    repo = _hub_cache_with(tiny_library[0], tmp_path, commit, monkeypatch)
     monkeypatch.setattr(app.network, "go_offline_if_unreachable", lambda timeout=3.0: True)
     cfg = from_args(["--library", "hf-hub:someone/shapes-library", "--cache-dir", str(tmp_path / "cache")],
                     environ={})

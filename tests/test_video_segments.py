@@ -202,8 +202,25 @@ def test_library_rows_are_segments(long_reference):
     assert np.abs(emb[0] - emb[-1]).max() > 1e-3
 
 
-def test_version_1_library_opens_as_one_segment_per_video():
-    lib = open_library(REPO / "assets" / "library-shapes")
+def _as_version_1(src: Path, dst: Path) -> Path:
+    """A copy of a library written as format 1 wrote it: no segment fields in the manifest or the rows."""
+    import json
+
+    shutil.copytree(src, dst)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    manifest.pop("segments", None)
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    rows = [json.loads(line) for line in (dst / "videos.jsonl").read_text().splitlines() if line.strip()]
+    for row in rows:
+        for key in ("video", "start", "end", "segment"):
+            row.pop(key, None)
+    (dst / "videos.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return dst
+
+
+def test_version_1_library_opens_as_one_segment_per_video(tmp_path):
+    lib = open_library(_as_version_1(REPO / "assets" / "library-shapes", tmp_path / "v1"))
     assert lib.format_version == 1 and lib.segments["mode"] == "none"
     for i, r in enumerate(lib.records):
         assert (r.video, r.start, r.end, r.segment) == (r.id, 0.0, r.duration, 0)

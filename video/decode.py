@@ -285,11 +285,12 @@ def _read_decord(path: Path, info: VideoInfo, num_frames, num_segments, train, r
     return frames, indices, out
 
 
-def _decoded(container, stream, path: Path, deadline: _Deadline):
-    """Yield decoded frames, ending quietly at a decode error (truncated or damaged data); counts
-    them and enforces the time budget."""
+def decoded_frames(container, stream, path: Path, deadline: _Deadline | None = None):
+    """Yield decoded frames in order, ending quietly at a decode error (truncated or damaged data);
+    with a deadline, counts them and enforces its time budget."""
     import av
 
+    deadline = deadline or _Deadline(path, None)
     it = container.decode(stream)
     while True:
         deadline.check()
@@ -345,7 +346,7 @@ def _sequential_frames(container, stream, path, indices, to_rgb, deadline: _Dead
     wanted, last = set(indices), max(indices)
     got: dict[int, np.ndarray] = {}
     prev = None
-    for n, frame in enumerate(_decoded(container, stream, path, deadline)):
+    for n, frame in enumerate(decoded_frames(container, stream, path, deadline)):
         if n in wanted:
             got[n] = to_rgb(frame)
         prev = (n, frame)
@@ -379,7 +380,7 @@ def _seek_frames(container, stream, path, indices, fps, to_rgb, deadline: _Deadl
             except (av.error.FFmpegError, OSError) as e:
                 log.warning("%s: seek to %.2fs failed (%s)", path, target, e)
                 continue
-            it, before = _decoded(container, stream, path, deadline), deadline.decoded
+            it, before = decoded_frames(container, stream, path, deadline), deadline.decoded
         chosen = None
         for frame in it:
             t = float(frame.pts * tb) if frame.pts is not None else float(frame.time or 0.0)

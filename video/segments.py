@@ -314,22 +314,6 @@ def _open(path: Path):
     return container, stream
 
 
-def _frames(container, stream, path: Path) -> Iterator:
-    """Decoded frames in order, ending quietly at a decode error (truncated or damaged data)."""
-    import av
-
-    it = container.decode(stream)
-    while True:
-        try:
-            frame = next(it)
-        except StopIteration:
-            return
-        except (av.error.FFmpegError, OSError) as e:
-            log.warning("%s: decoding stopped early (%s)", path, e)
-            return
-        yield frame
-
-
 def read_segments(path: str | Path, options: SegmentOptions, num_frames: int = 12, num_segments: int = 6,
                   side: int = 224, candidate_fps: float = CANDIDATE_FPS) -> Iterator[Segment]:
     """Decode `path` once, in order, and yield its segments (see the module doc) as they become final.
@@ -340,7 +324,7 @@ def read_segments(path: str | Path, options: SegmentOptions, num_frames: int = 1
     from scenedetect.common import FrameTimecode
     from scenedetect.detectors import ContentDetector
 
-    from video.decode import VideoReadError
+    from video.decode import VideoReadError, decoded_frames
 
     path = Path(path)
     rel = sample_times(num_frames, num_segments)
@@ -353,7 +337,7 @@ def read_segments(path: str | Path, options: SegmentOptions, num_frames: int = 1
         t0: float | None = None
         t = 0.0
         n = index = 0
-        for frame in _frames(container, stream, path):
+        for frame in decoded_frames(container, stream, path):
             if t0 is None:
                 t0 = float(frame.time or 0.0)
                 w, h = _size(frame.width, frame.height, side)
