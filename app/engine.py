@@ -25,6 +25,7 @@ from app.config import Limits
 from app.moments import Timeline, timeline
 from model.files import atomic_save
 from model.text_fast import FastTextError, fast_text_wanted
+from video.frames import time_order
 
 log = logging.getLogger(__name__)
 
@@ -453,7 +454,7 @@ class SearchEngine:
         ts = list(rec.timestamps)[: len(scores)]
         if len(ts) < len(scores):  # no timestamps recorded: spread the frames over the duration
             ts = list(np.linspace(0, rec.duration or len(scores), len(scores), endpoint=False))
-        order = sorted(range(len(ts)), key=lambda j: (ts[j], j))
+        order = time_order(ts)
         # A short clip repeats its last frame: keep one point per timestamp (the best one).
         t_sorted, s_sorted = [], []
         for j in order:
@@ -574,7 +575,7 @@ class SearchEngine:
         notes = []
         if self.bank_emb is None:
             notes.append("No caption bank is loaded, so only the library's captions are ranked.")
-        order = sorted(range(len(fr.timestamps)), key=lambda j: fr.timestamps[j])
+        order = time_order(fr.timestamps)
         seen_t, keep = set(), []
         for j in order:
             if round(fr.timestamps[j], 3) not in seen_t:

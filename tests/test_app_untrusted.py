@@ -168,3 +168,29 @@ def test_server_answers_only_for_the_library_files(built, tmp_path):
         for path in ["/etc/passwd", "/etc/hostname", secret / "id_rsa", videos / "notes.txt", lib / MANIFEST,
                      f"{lib}/thumbs/../../../../etc/passwd"]:
             assert get(path) in (403, 404), path
+
+
+@pytest.mark.slow
+def test_a_hub_dataset_in_the_cache_serves_its_thumbnails(built, tmp_path):
+    """A Hub cache is a tree of symlinks into blobs/: the exact files served must survive Gradio's resolve."""
+    from bench.app_server import AppServer
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "datasets--someone--shapes"
+    snapshot = repo / "snapshots" / commit
+    for f in sorted(p for p in built[0].rglob("*") if p.is_file()):  # blobs + symlinks, as huggingface_hub lays out
+        blob = repo / "blobs" / f"{abs(hash(str(f))):x}"
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f, blob)
+        link = snapshot / f.relative_to(built[0])
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(blob)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    with AppServer(["--model", "random:tiny", "--library", "hf-hub:someone/shapes",
+                    "--cache-dir", str(tmp_path / "cache")], env=env, log_path=tmp_path / "app.log") as srv:
+        row = json.loads((snapshot / VIDEOS).read_text().splitlines()[0])
+        url = f"{srv.url}gradio_api/file={snapshot / row['thumbnail']}"
+        assert httpx.get(url, timeout=10).status_code == 200
+        assert httpx.get(f"{srv.url}gradio_api/file={snapshot / MANIFEST}", timeout=10).status_code in (403, 404)
