@@ -26,6 +26,7 @@ from app.moments import Timeline, timeline
 from model.files import atomic_save
 from model.text_fast import FastTextError, fast_text_wanted
 from video.frames import time_order
+from video.segments import DEFAULT_MAX_SEGMENT
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,17 @@ class RankedCaption:
 
 
 @dataclass
+class MomentCaption:
+    """One segment of a long upload and what it shows (generated, or the closest caption-bank line)."""
+
+    start: float
+    end: float
+    caption: str
+    source: str  # "generated", "caption bank", "library" (closest library caption) or "none"
+    score: float | None = None  # cosine similarity, for a caption-bank line
+
+
+@dataclass
 class Description:
     ok: bool
     message: str
@@ -120,6 +132,8 @@ class Description:
     timestamps: list[float] = field(default_factory=list)
     duration: float = 0.0
     seconds: float = 0.0
+    timeline: list[MomentCaption] = field(default_factory=list)
+    """A long upload's segments in time order, each with its caption (empty for a short clip)."""
 
 
 # ------------------------------------------------------------------------------------ queries
@@ -510,14 +524,52 @@ class SearchEngine:
                           f"{self.limits.max_upload_bytes / 2**20:.0f} MB. Upload a shorter or smaller clip.")
         return p, ""
 
+    def _decode_limits(self):
+        from video.decode import DecodeLimits
+
+        lim = self.limits
+        return DecodeLimits(max_seconds=lim.max_video_seconds, max_frames=lim.max_video_frames,
+                            max_pixels=lim.max_video_pixels, timeout=lim.decode_seconds)
+
+    def describe_moments(self, p: Path) -> tuple[list[MomentCaption], str]:
+        """A long upload cut into segments (one decoding pass, in a killable process) and each one captioned."""
+        from app.isolation import LimitExceeded, WorkerFailed, run_limited
+        from video.segments import SegmentOptions, decode_segments
+
+        lim = self.limits
+        try:
+            segs = run_limited(decode_segments, p, SegmentOptions(), self.num_frames,
+                               int(self.model.config.num_prompts), timeout_s=lim.decode_seconds + 5,
+                               memory_bytes=lim.decode_memory_mb * 2**20,
+                               kwargs={"side": 112, "limits": self._decode_limits()})
+        except (LimitExceeded, WorkerFailed) as e:
+            return [], f"Its moments were not found ({_without_path(str(e), p)})."
+        if len(segs) < 2:
+            return [], ""
+        torch = self._torch
+        x = torch.stack([self.model.preprocess_frames(s.frames) for s in segs]).to(self.model.device)
+        with self._lock, torch.inference_mode():
+            v, _ = self.model.encode_video(x)
+            generated = self.model.generate_captions(x, max_len=20, num_beams=1) if self.has_captioner else None
+        v = v.detach().to("cpu", torch.float32).numpy()
+        out = []
+        for i, s in enumerate(segs):
+            if generated is not None:
+                out.append(MomentCaption(s.start, s.end, generated[i].strip(), "generated"))
+                continue
+            top = (_top(self.bank_emb, v[i], 1, lambda j: (self.bank[j], "caption bank"))
+                   or _top(self.library_caption_emb, v[i], 1, lambda j: (self.library_captions[j][0], "library")))
+            caption, score, source = top[0] if top else ("(no caption to compare with)", None, "none")
+            out.append(MomentCaption(s.start, s.end, caption, source, score))
+        return out, ""
+
     def _decode_upload(self, p: Path) -> tuple[Any, str]:
         """(frames, "") or (None, one line for the user): decoded in a killable process within the limits."""
         from app.isolation import LimitExceeded, WorkerFailed, run_limited
-        from video.decode import DecodeLimits, read_frames
+        from video.decode import read_frames
 
         lim = self.limits
-        bounds = DecodeLimits(max_seconds=lim.max_video_seconds, max_frames=lim.max_video_frames,
-                              max_pixels=lim.max_video_pixels, timeout=lim.decode_seconds)
+        bounds = self._decode_limits()
         name = p.name
         try:
             # PyAV, not decord, for files from strangers: it can be interrupted between frames.
@@ -582,13 +634,14 @@ class SearchEngine:
                 seen_t.add(round(fr.timestamps[j], 3))
                 keep.append(j)
         nearest = similar[0].score if similar else None
+        timeline, later = self.describe_moments(p) if duration > DEFAULT_MAX_SEGMENT else ([], "")
         return Description(
-            True, " ".join(notes), generated_caption=generated, captioner_note=note,
+            True, " ".join([*notes, later]).strip(), generated_caption=generated, captioner_note=note,
             confident=self.is_familiar(nearest, fr.frames), nearest=nearest,
             bank=[RankedCaption(c, s, src) for c, s, src in bank],
             library_captions=[RankedCaption(c, s, src) for c, s, src in libc],
             similar=similar, frames=fr.frames[keep], timestamps=[float(fr.timestamps[j]) for j in keep],
-            duration=duration, seconds=time.perf_counter() - t0,
+            duration=duration, seconds=time.perf_counter() - t0, timeline=timeline,
         )
 
 

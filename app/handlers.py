@@ -240,6 +240,8 @@ class Handlers:
             return pages.warn(d.message), "", None, None, None, [], []
         status = pages.describe_status(d.duration, len(d.timestamps), d.seconds, d.message)
         gen = pages.generated_markdown(d.generated_caption, d.captioner_note, d.confident, d.nearest)
+        if d.timeline:
+            gen += "\n\n" + pages.timeline_markdown(d.timeline)
         strip = frame_strip(d.frames, height=120, columns=4) if d.frames is not None and len(d.frames) else None
         bank = [[c.caption, round(c.score, 4)] for c in d.bank] or None
         libc = [[c.caption, round(c.score, 4), c.source] for c in d.library_captions] or None
@@ -260,6 +262,8 @@ class Handlers:
             "ranked_captions": [{"caption": c.caption, "score": round(c.score, 6), "source": c.source}
                                 for c in ranked],
             "similar": [hit_json(self.engine, h, root_url(request), None) for h in d.similar],
+            "moments": [{"start": m.start, "end": m.end, "caption": m.caption, "source": m.source,
+                         "score": m.score} for m in d.timeline],
         }
 
     def similarity(self, query: str, video_id: str) -> dict:

@@ -163,6 +163,21 @@ def generated_markdown(caption: str | None, note: str, confident: bool, nearest:
     return text
 
 
+def timeline_markdown(moments: Sequence[Any]) -> str:
+    """A long upload's segments in time order with what each shows; "" for a short clip."""
+    if not moments:
+        return ""
+
+    rows = []
+    for m in moments:
+        how = {"generated": "generated", "none": "-"}.get(
+            m.source, f"closest {'caption-bank line' if m.source == 'caption bank' else 'library caption'}, "
+            f"{m.score or 0:.3f}")
+        rows.append(f"| {format_time(m.start)}-{format_time(m.end)} | {md_escape(m.caption)} | {how} |")
+    return ("**Moments of this video** (cut at its shots, each captioned on its own):\n\n"
+            "| time | caption | from |\n|---|---|---|\n" + "\n".join(rows))
+
+
 def library_summary_markdown(videos: int, shown: int, reason: str) -> str:
     more = f" The first {shown} are shown." if shown < videos else ""
     return f"**{videos:,} videos** in this library ({md_escape(reason)}). Select one to play it.{more}"

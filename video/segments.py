@@ -366,3 +366,16 @@ def read_segments(path: str | Path, options: SegmentOptions, num_frames: int = 1
 def _segment(cands: _Candidates, index: int, start: float, end: float, rel: np.ndarray) -> Segment:
     frames, times = cands.pick(start, end, rel)
     return Segment(index, round(start, 6), round(end, 6), frames, times)
+
+
+def decode_segments(path: str | Path, options: SegmentOptions, num_frames: int = 12, num_segments: int = 6,
+                    side: int = 224, limits=None) -> list[Segment]:
+    """Every segment of one file as a list (for a worker process: the result is pickled back).
+
+    limits: a video.decode.DecodeLimits checked from the headers before anything is decoded.
+    """
+    from video.decode import probe
+
+    if limits is not None:
+        probe(path, limits=limits)
+    return list(read_segments(path, options, num_frames=num_frames, num_segments=num_segments, side=side))
