@@ -25,7 +25,7 @@ from typing import Callable
 
 from app.config import BUNDLED_LIBRARY, SAMPLE_VIDEOS, AppConfig
 from precompute.library import MANIFEST
-from video.files import is_video_name
+from video.files import is_inside, is_video_name
 
 log = logging.getLogger(__name__)
 
@@ -208,16 +208,11 @@ def _has_manifest(p: Path) -> bool:
     return (p / MANIFEST).is_file()
 
 
-def _within(path: Path, folder: Path) -> bool:
-    p, f = os.path.abspath(path), os.path.abspath(folder)
-    return os.path.commonpath([p, f]) == f
-
-
 def _source_available(lib) -> Path | None:
     src = getattr(lib, "source_root", None)
     if src is not None and Path(src).is_dir() and any(lib.path_of(i) is not None for i in range(min(len(lib), 50))):
         spec = lib.manifest.get("source")  # the annotation file or folder it was built from
-        if spec and (lib.root / spec).exists() and _within(lib.root / spec, src):
+        if spec and (lib.root / spec).exists() and is_inside(lib.root / spec, src):
             return lib.root / spec  # relative to the library (a portable one), or absolute
         return Path(src)
     return None
@@ -419,7 +414,7 @@ def media_files(lib) -> list[Path]:
     return sorted({p.resolve() for p in lib.allowed_files()} - {p.resolve() for p in videos})
 
 
-def untrusted_source_note(lib, config: AppConfig) -> str | None:
+def untrusted_source_note(lib) -> str | None:
     """A line for the banner when the library's recorded video folder was not trusted (nothing is played)."""
     recorded = lib.manifest.get("source_root") or lib.manifest.get("source_root_relative")
     if not recorded or lib.source_root is not None:
@@ -544,7 +539,7 @@ def _serve(config: AppConfig, model, lib, lib_reason: str, attempts: list[str], 
     """The engine over a loaded model and library, and what the page says about them."""
     from app.engine import SearchEngine
 
-    note = untrusted_source_note(lib, config)
+    note = untrusted_source_note(lib)
     if note:
         attempts.append(note)
     attached = attach_folder_captions(lib)

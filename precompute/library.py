@@ -32,6 +32,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from model.files import atomic_write_text
+from video.files import is_inside
 
 from .errors import LibraryError, ModelMismatchError
 from .index import read_index
@@ -219,16 +220,16 @@ class Library:
 
     def _path_problem(self, rec: VideoRecord) -> str | None:
         for what, rel, subdir in (("thumbnail", rec.thumbnail, THUMBS), ("poster", rec.poster, POSTERS)):
-            if rel and (Path(rel).is_absolute() or not _inside(self.root / rel, self.root / subdir)):
+            if rel and (Path(rel).is_absolute() or not is_inside(self.root / rel, self.root / subdir)):
                 return f"its {what} {rel!r} lies outside the library's {subdir}/ folder"
         p = Path(rec.path)
         if not rec.path:
             return "it names no video file"
         if p.is_absolute():
             bases = [b for b in (self.source_root, self.root) if b is not None]
-            if not any(_inside(p, b) for b in bases):
+            if not any(is_inside(p, b) for b in bases):
                 return f"its video {rec.path!r} lies outside the library and its source root"
-        elif self.source_root is not None and not _inside(self.source_root / p, self.source_root):
+        elif self.source_root is not None and not is_inside(self.source_root / p, self.source_root):
             return f"its video {rec.path!r} leaves the source root"
         elif self.source_root is None and ".." in p.parts:
             return f"its video {rec.path!r} leaves the source root"
@@ -323,7 +324,7 @@ class Library:
         if not relative or Path(relative).is_absolute():
             return None
         p = Path(os.path.normpath(self.root / relative))
-        if not any(_inside(p, self.root / sub) for sub in (THUMBS, POSTERS)):
+        if not any(is_inside(p, self.root / sub) for sub in (THUMBS, POSTERS)):
             return None
         return p if p.is_file() else None
 
@@ -431,15 +432,9 @@ def recorded_source_root(root: Path, manifest: dict[str, Any]) -> Path | None:
     return found
 
 
-def _inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
-    """`path` is `folder` or below it, after normalising '..' and '.' (symlinks are the operator's own)."""
-    p, f = os.path.normpath(os.path.abspath(path)), os.path.normpath(os.path.abspath(folder))
-    return os.path.commonpath([p, f]) == f
-
-
 def _within_any(path: Path, folders: Iterable[str | os.PathLike[str]]) -> bool:
     real = os.path.realpath(path)
-    return any(_inside(path, f) and _inside(real, os.path.realpath(f)) for f in folders)
+    return any(is_inside(path, f) and is_inside(real, os.path.realpath(f)) for f in folders)
 
 
 def _int(manifest: dict[str, Any], key: str, root: Path, default: int | None = None) -> int:

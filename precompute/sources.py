@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from video.annotations import VideoFinder, read_msrvtt_csv, read_msrvtt_json
-from video.files import VIDEO_EXTENSIONS, is_video_name
+from video.files import VIDEO_EXTENSIONS, is_inside, is_video_name
 
 __all__ = ["SourceItem", "Source", "scan_source", "display_path"]
 
@@ -84,17 +84,13 @@ def _rel(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def _inside(path: Path, root: Path) -> bool:
-    return os.path.commonpath([os.fspath(path), os.fspath(root)]) == os.fspath(root)
-
-
 def _file_item(path: Path, root: Path, real_root: Path, follow_symlinks: bool) -> SourceItem:
     rel = _rel(path, root)
     if not _utf8(rel):
         shown = display_path(rel)
         return SourceItem(id=shown, path=path, rel=shown, error="file name is not valid UTF-8: rename it to index it")
     item = SourceItem(id=rel, path=path, rel=rel)
-    if not follow_symlinks and path.is_symlink() and not _inside(path.resolve(), real_root):
+    if not follow_symlinks and path.is_symlink() and not is_inside(path.resolve(), real_root):
         item.error = "symbolic link leads outside SOURCE: refused (pass --follow-symlinks to index it)"
         return item
     return _stat(item)
