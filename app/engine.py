@@ -439,6 +439,8 @@ class SearchEngine:
         p = self.library.path_of(i)
         if p is None:
             return None
+        if p in self.served_files:  # the usual case, without resolving symlinks again
+            return p
         rp = p.resolve()
         if rp in self.served_files or any(rp.is_relative_to(d) for d in self.served_dirs):
             return p

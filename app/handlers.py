@@ -93,29 +93,39 @@ class Handlers:
         self.engine: SearchEngine = st.engine  # type: ignore[assignment]
 
     # ------------------------------------------------------------------ galleries
-    def gallery(self, hits: list[Hit], with_score: bool = True,
-                spans: list[str] | None = None) -> list[tuple[Any, str]]:
+    def gallery(self, hits: list[Hit], with_score: bool = True, spans: list[str] | None = None,
+                root: str = "") -> list[tuple[Any, str]]:
+        """(image, label) per hit; with root (the app's URL) the images are app.media URLs, which
+        Gradio passes through as they are (a file path costs it a check against every served file)."""
         items = []
         for n, h in enumerate(hits):
             img = h.poster or h.thumbnail
             label = f"{h.rank}. {h.label}" if with_score else h.caption
             if spans and spans[n]:
                 label = f"{label} · {spans[n]}"
-            items.append((str(img) if img else _placeholder(), label))
+            shown = self.st.media.url(img, root) if root else (str(img) if img else None)
+            items.append((shown or _placeholder(), label))
         return items
 
     def library_hits(self, n: int) -> list[Hit]:
         """The first n library videos as hits (rank = position, no score)."""
         return [self.engine.hit_of(i) for i in range(min(n, len(self.engine.library)))]
 
-    def first_screen(self) -> tuple[list, str, dict]:
+    def first_screen(self) -> tuple[str, dict]:
+        """The Search tab before a query: its status line and state (the gallery comes with page_galleries)."""
         hits = self.library_hits(FIRST_SCREEN)
         status = pages.first_screen_status(len(self.engine.library), len(hits))
-        return self.gallery(hits, with_score=False), status, {"query": None, "rows": [h.index for h in hits],
-                                                              "scores": [None] * len(hits)}
+        return status, {"query": None, "rows": [h.index for h in hits], "scores": [None] * len(hits)}
+
+    def page_galleries(self, request: gr.Request = None) -> tuple[list, list]:
+        """The first screen's and the Library tab's galleries, filled when a page loads (their URLs
+        need the address the page was opened at)."""
+        root = root_url(request)
+        return (self.gallery(self.library_hits(FIRST_SCREEN), with_score=False, root=root),
+                self.gallery(self.library_hits(LIBRARY_GRID), with_score=False, root=root))
 
     # ------------------------------------------------------------------ search tab
-    def search(self, query: str, k: float) -> tuple[list, str, dict]:
+    def search(self, query: str, k: float, request: gr.Request = None) -> tuple[list, str, dict]:
         """Search the library by text; returns the gallery of results and a status line."""
         try:
             res = self.engine.search(query, k)
@@ -132,13 +142,13 @@ class Handlers:
         state = {"query": res.query, "rows": [h.index for h in best], "scores": [h.score for h in best],
                  "matched": [h.index for h in res.hits], "others": [_others(g) for g in groups]}
         spans = [format_span(g.best.start, g.best.end) if g.segments > 1 else "" for g in groups]
-        return (self.gallery(best, spans=spans),
+        return (self.gallery(best, spans=spans, root=root_url(request)),
                 pages.search_status(len(best), res.query, res.seconds, res.message), state)
 
     def clear_selection(self):
         return _hidden(), _hidden(), "", gr.update(value="", visible=False), "", _no_others()
 
-    def select(self, state: dict, evt: gr.SelectData):
+    def select(self, state: dict, evt: gr.SelectData, request: gr.Request = None):
         """Show the selected result: play it from its best moment, plot the query over its frames."""
         try:
             rows = (state or {}).get("rows") or []
@@ -147,43 +157,52 @@ class Handlers:
                 return (*self.clear_selection()[:2], "Search first, then select a result.",
                         gr.update(value="", visible=False), "", _no_others())
             others = (state.get("others") or [[]] * len(rows))[i]
-            return (*self._show(rows[i], state.get("query"), state["scores"][i], state.get("matched")),
-                    _others_update(others))
+            return (*self._show(rows[i], state.get("query"), state["scores"][i], state.get("matched"),
+                                root=root_url(request)), _others_update(others))
         except Exception as e:  # noqa: BLE001
             log.exception("select failed")
             return (_hidden(), _hidden(), pages.warn(f"Could not show this result: {type(e).__name__}: {e}"),
                     gr.update(value="", visible=False), "", _no_others())
 
-    def select_moment(self, state: dict, row: Any):
+    def select_moment(self, state: dict, row: Any, request: gr.Request = None):
         """Another matching moment of the selected video: play from its start, mark it on the timeline."""
         try:
             if row is None or not (state or {}).get("query"):
                 return (gr.update(), gr.update(), gr.update(), gr.update(), gr.update())
             row = int(row)
             score = next((m[3] for o in state.get("others", []) for m in o if m[0] == row), None)
-            return self._show(row, state["query"], score, state.get("matched"))
+            return self._show(row, state["query"], score, state.get("matched"), root=root_url(request))
         except Exception as e:  # noqa: BLE001
             log.exception("moment select failed")
             return (_hidden(), _hidden(), pages.warn(f"Could not show this moment: {type(e).__name__}: {e}"),
                     gr.update(value="", visible=False), "")
 
-    def _player(self, row: int, start: float) -> tuple[dict, dict, str]:
+    def _link(self, path: Path | None, root: str) -> str | None:
+        """What the page's player and strip are given: the file's app.media URL (its path without a root)."""
+        if path is None:
+            return None
+        return self.st.media.url(path, root) if root else str(path)
+
+    def _player(self, row: int, start: float, root: str = "") -> tuple[dict, dict, str]:
         """(video update, frame-strip update, what is shown) for library row `row`."""
         rec = self.engine.library.records[row]
         video = self.engine.video_path(row)
         if video is not None and browser_playable(str(video)):
-            return gr.update(value=str(video), visible=True, playback_position=float(start)), _hidden(), "video"
-        strip = self.engine.library.media_path(rec.thumbnail) or self.engine.library.media_path(rec.poster)
-        s = gr.update(value=str(strip) if strip else None, visible=strip is not None)
+            return (gr.update(value=self._link(video, root), visible=True, playback_position=float(start)),
+                    _hidden(), "video")
+        strip = self._link(self.engine.library.media_path(rec.thumbnail) or self.engine.library.media_path(rec.poster),
+                           root)
+        s = gr.update(value=strip, visible=strip is not None)
         return _hidden(), s, "missing" if video is None else "unplayable"
 
-    def _show(self, row: int, query: str | None, score: float | None, matched: list[int] | None = None):
+    def _show(self, row: int, query: str | None, score: float | None, matched: list[int] | None = None,
+              root: str = ""):
         rec = self.engine.library.records[row]
         if query and self.engine.segments_of(rec.video) > 1:
-            return self._show_moment(row, query, score, matched or [])
+            return self._show_moment(row, query, score, matched or [], root)
         sim = self.engine.frame_similarity(query, row) if query else None
         best_t = sim.best_time if sim is not None and sim.ok else None
-        v, s, shown = self._player(row, best_t or 0.0)
+        v, s, shown = self._player(row, best_t or 0.0, root)
         info = pages.result_markdown(rec.video, score, rec.duration or 0.0, [c for c in rec.captions if c],
                                      rec.generated_caption, shown)
         if sim is None:
@@ -195,10 +214,10 @@ class Handlers:
         moment = pages.best_moment_markdown(best_t, sim.best_score, len(sim.scores))
         return v, s, info, gr.update(value=_png_html(img, alt), visible=True), moment
 
-    def _show_moment(self, row: int, query: str, score: float | None, matched: list[int]):
+    def _show_moment(self, row: int, query: str, score: float | None, matched: list[int], root: str = ""):
         """A moment of a long video: play from its start; the plot is the whole video's timeline."""
         rec = self.engine.library.records[row]
-        v, s, shown = self._player(row, rec.start)
+        v, s, shown = self._player(row, rec.start, root)
         span = format_span(rec.start, rec.end)
         info = pages.result_markdown(f"{rec.video} · {span}", score, rec.duration or 0.0,
                                      [c for c in rec.captions if c], rec.generated_caption, shown)
@@ -211,25 +230,25 @@ class Handlers:
         moment = pages.moment_markdown(span, sum(tl.marked), len(tl.spans))
         return v, s, info, gr.update(value=_png_html(img, alt), visible=True), moment
 
-    def select_library(self, evt: gr.SelectData):
+    def select_library(self, evt: gr.SelectData, request: gr.Request = None):
         """A video chosen on the Library tab (or among Describe's similar videos): play it, list its captions."""
         try:
             row = int(evt.index if isinstance(evt.index, int) else evt.index[0])
-            return self._show(row, None, None)[:3]
+            return self._show(row, None, None, root=root_url(request))[:3]
         except Exception as e:  # noqa: BLE001
             log.exception("library select failed")
             return _hidden(), _hidden(), pages.warn(f"Could not show this video: {type(e).__name__}: {e}")
 
-    def select_similar(self, rows: list[int], evt: gr.SelectData):
+    def select_similar(self, rows: list[int], evt: gr.SelectData, request: gr.Request = None):
         try:
             i = int(evt.index if isinstance(evt.index, int) else evt.index[0])
-            return self._show(rows[i], None, None)[:3]
+            return self._show(rows[i], None, None, root=root_url(request))[:3]
         except Exception as e:  # noqa: BLE001
             log.exception("similar select failed")
             return _hidden(), _hidden(), pages.warn(f"Could not show this video: {type(e).__name__}: {e}")
 
     # ------------------------------------------------------------------ describe tab
-    def describe(self, video: str | None):
+    def describe(self, video: str | None, request: gr.Request = None):
         """Describe an uploaded video: generated caption, ranked captions, similar library videos."""
         try:
             d = self.engine.describe(video)
@@ -245,7 +264,8 @@ class Handlers:
         strip = frame_strip(d.frames, height=120, columns=4) if d.frames is not None and len(d.frames) else None
         bank = [[c.caption, round(c.score, 4)] for c in d.bank] or None
         libc = [[c.caption, round(c.score, 4), c.source] for c in d.library_captions] or None
-        return status, gen, strip, bank, libc, self.gallery(d.similar), [h.index for h in d.similar]
+        similar = self.gallery(d.similar, root=root_url(request))
+        return status, gen, strip, bank, libc, similar, [h.index for h in d.similar]
 
     # ------------------------------------------------------------------ structured API
     def describe_upload(self, video: Any, request: gr.Request = None) -> dict[str, Any]:
@@ -261,7 +281,7 @@ class Handlers:
             "confidence": ("high" if d.confident else "low") if d.ok else None, "nearest_score": d.nearest,
             "ranked_captions": [{"caption": c.caption, "score": round(c.score, 6), "source": c.source}
                                 for c in ranked],
-            "similar": [hit_json(self.engine, h, root_url(request), None) for h in d.similar],
+            "similar": [hit_json(self.engine, h, self.st.media.linker(root_url(request)), None) for h in d.similar],
             "moments": [{"start": m.start, "end": m.end, "caption": m.caption, "source": m.source,
                          "score": m.score} for m in d.timeline],
         }

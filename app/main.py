@@ -21,8 +21,9 @@ def create_app(config: AppConfig, progress=print):
 
     from app.ui import build_demo
 
-    # Serve the library's thumbnails/posters and its own video files in place: exact files, nothing else.
-    gr.set_static_paths([str(p) for p in st.served_files])
+    # The library's files are served by app.media's route; Gradio's own file route serves only the
+    # Describe tab's example videos, in place.
+    gr.set_static_paths([str(p) for p in st.example_videos])
     demo = build_demo(st, config)
     demo.queue(default_concurrency_limit=config.search_concurrency, max_size=config.queue_size)
     return demo, st

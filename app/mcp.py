@@ -14,7 +14,6 @@ import importlib.util
 import json
 import logging
 from typing import Any, Callable
-from urllib.parse import quote
 
 import numpy as np
 
@@ -45,8 +44,8 @@ def root_url(request: Any) -> str:
         return ""
 
 
-def _file_url(root: str, path: Any) -> str | None:
-    return f"{root}/gradio_api/file={quote(str(path))}" if path is not None and root else None
+Link = Callable[[Any], "str | None"]
+"""A served file's path -> its absolute URL, None when it is not served (app.media.MediaFiles.linker)."""
 
 
 def _moment(engine, query: str, row: int, duration: float) -> tuple[float, float]:
@@ -60,16 +59,16 @@ def _moment(engine, query: str, row: int, duration: float) -> tuple[float, float
     return round(float(start), 3), round(float(end), 3)
 
 
-def hit_json(engine, hit, root: str, query: str | None) -> dict[str, Any]:
+def hit_json(engine, hit, link: Link, query: str | None) -> dict[str, Any]:
     if hit.file_id and engine.segments_of(hit.file_id) > 1:  # a moment of a long video: its segment
         start, end = round(float(hit.start), 3), round(float(hit.end), 3)
     else:
         start, end = _moment(engine, query, hit.index, hit.duration) if query else (0.0, hit.duration)
-    return {"rank": hit.rank, "id": hit.id, "video_id": hit.file_id or hit.id, "video": _file_url(root, hit.video),
+    return {"rank": hit.rank, "id": hit.id, "video_id": hit.file_id or hit.id, "video": link(hit.video),
             "start": start, "end": end,
             "score": round(float(hit.score), 4), "caption": hit.caption, "captions": hit.captions,
             "generated_caption": hit.generated_caption, "duration": hit.duration,
-            "thumbnail": _file_url(root, hit.thumbnail)}
+            "thumbnail": link(hit.thumbnail)}
 
 
 def _json(value: dict[str, Any]) -> str:
@@ -84,7 +83,7 @@ def _closest(emb: np.ndarray | None, v: np.ndarray, n: int) -> list[tuple[int, f
     return [(int(j), float(scores[j])) for j in order]
 
 
-def _describe(engine, video_id: str, root: str) -> dict[str, Any]:
+def _describe(engine, video_id: str, link: Link) -> dict[str, Any]:
     row = engine.row_of(video_id)
     if row is None:
         return {"ok": False, "message": f"No video {video_id!r} in the library; use an id from search_videos."}
@@ -99,14 +98,16 @@ def _describe(engine, video_id: str, root: str) -> dict[str, Any]:
     ranked.sort(key=lambda c: -c["score"])
     scores, idx = engine.library.search(v[None, :], lim.num_similar + 1)
     rows = [(int(i), float(s)) for s, i in zip(scores[0], idx[0]) if i >= 0 and int(i) != row][: lim.num_similar]
-    similar = [hit_json(engine, engine._hit(r + 1, i, s), root, None) for r, (i, s) in enumerate(rows)]
-    return {"ok": True, "message": "", "id": rec.id, "video": _file_url(root, engine.video_path(row)),
+    similar = [hit_json(engine, engine._hit(r + 1, i, s), link, None) for r, (i, s) in enumerate(rows)]
+    return {"ok": True, "message": "", "id": rec.id, "video": link(engine.video_path(row)),
             "duration": float(rec.duration or 0.0), "captions": list(rec.captions),
             "generated_caption": rec.generated_caption, "ranked_captions": ranked, "similar": similar}
 
 
-def make_tools(engine) -> list[Callable[..., Any]]:
-    """The tool functions bound to an engine; their docstrings and hints are the MCP schema agents read."""
+def make_tools(engine, media) -> list[Callable[..., Any]]:
+    """The tool functions bound to an engine; their docstrings and hints are the MCP schema agents read.
+
+    media: the served files (app.media.MediaFiles): file links in the results point there."""
     import gradio as gr
 
     def search_videos(query: str, k: int = 10, request: gr.Request = None) -> str:  # type: ignore[assignment]
@@ -121,8 +122,8 @@ def make_tools(engine) -> list[Callable[..., Any]]:
             "captions", "generated_caption", "duration" and "thumbnail" (URL).
         """
         res = engine.search(query, k)
-        root = root_url(request)
-        hits = [hit_json(engine, h, root, res.query) for h in res.hits] if res.ok else []
+        link = media.linker(root_url(request))
+        hits = [hit_json(engine, h, link, res.query) for h in res.hits] if res.ok else []
         return _json({"ok": res.ok, "message": res.message, "query": res.query, "hits": hits})
 
     def describe_video(video_id: str, request: gr.Request = None) -> str:  # type: ignore[assignment]
@@ -134,16 +135,16 @@ def make_tools(engine) -> list[Callable[..., Any]]:
             JSON {"ok", "message", "id", "video" (URL or null), "duration", "captions", "generated_caption",
             "ranked_captions" (each {"caption", "score", "source"}), "similar" (hits as in search_videos)}.
         """
-        return _json(_describe(engine, str(video_id or "").strip(), root_url(request)))
+        return _json(_describe(engine, str(video_id or "").strip(), media.linker(root_url(request))))
 
     return [search_videos, describe_video]
 
 
-def register_tools(engine, wrap: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None) -> None:
+def register_tools(engine, media, wrap: Callable[[Callable[..., Any]], Callable[..., Any]] | None = None) -> None:
     """Add the tools as named endpoints of the Blocks being built (call inside ``with gr.Blocks()``).
 
     wrap: applied to each tool (app.ui passes the ZeroGPU decorator: the tools run the model)."""
     import gradio as gr
 
-    for fn in make_tools(engine):
+    for fn in make_tools(engine, media):
         gr.api(wrap(fn) if wrap else fn, api_name=fn.__name__, concurrency_id="search")

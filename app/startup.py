@@ -14,6 +14,7 @@ Every attempt that fails leaves a line saying why, and the page shows them in it
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from app.config import BUNDLED_LIBRARY, SAMPLE_VIDEOS, AppConfig
+from app.media import MediaFiles
 from precompute.library import MANIFEST
 from video.files import is_inside, is_video_name
 
@@ -64,7 +66,24 @@ class Startup:
     @property
     def served_files(self) -> list[Path]:
         """Every file the web server may serve from the library (exact files, no folders)."""
-        return self.media_files + [p.resolve() for p in self.video_files]
+        return self.media_files + list(self.video_files)
+
+    @property
+    def example_videos(self) -> list[Path]:
+        """Up to four of the library's playable files: the Describe tab's examples (Gradio serves these)."""
+        engine, found = self.engine, []
+        for i in range(min(len(engine.library), 200)):  # type: ignore[attr-defined]
+            p = engine.video_path(i)  # type: ignore[attr-defined]
+            if p is not None and p not in found:
+                found.append(p)
+            if len(found) == 4:
+                break
+        return found
+
+    @functools.cached_property
+    def media(self) -> MediaFiles:
+        """The served files by key, for the page's URLs (app.media)."""
+        return MediaFiles(self.served_files)
 
     @property
     def fallback(self) -> bool:
@@ -405,13 +424,12 @@ def attach_folder_captions(lib) -> int:
 
 
 def media_files(lib) -> list[Path]:
-    """The thumbnails and posters of the library's rows (refused rows excluded), symlinks resolved.
+    """The thumbnails and posters of the library's rows (refused rows excluded), as the library names them.
 
-    Exact files, never the folders: a library from a stranger may hold anything else beside them. Resolved,
-    because Gradio resolves a requested path before checking it (a Hub cache is a tree of symlinks).
+    Exact files, never the folders: a library from a stranger may hold anything else beside them.
     """
-    videos = set(video_files(lib))
-    return sorted({p.resolve() for p in lib.allowed_files()} - {p.resolve() for p in videos})
+    videos = {p.resolve() for p in video_files(lib)}
+    return sorted(p for p in lib.allowed_files() if p.resolve() not in videos)
 
 
 def untrusted_source_note(lib) -> str | None:

@@ -16,15 +16,18 @@ from __future__ import annotations
 from typing import Any
 
 import gradio as gr
+from gradio.components.gallery import GalleryData, GalleryImage
+from gradio.data_classes import FileData, ImageData
 
 from app import pages
 from app.config import AppConfig
 from app.gpu import gpu_handler
 from app.handlers import LIBRARY_GRID, Handlers
 from app.mcp import register_tools
+from app.media import ROUTE, media_type
 from app.startup import Startup
 
-__all__ = ["build_demo", "launch_kwargs", "CSS", "banner"]
+__all__ = ["build_demo", "launch_kwargs", "CSS", "banner", "LibraryVideo", "LibraryImage", "LibraryGallery"]
 
 # Colours: text on white at >= 4.5:1 (WCAG AA); a focus ring that cannot be missed; a gallery of 1-2
 # columns on a phone with captions under (not over) the thumbnails and no inner scrolling.
@@ -77,14 +80,55 @@ def _examples(st: Startup) -> list[str]:
     return pages.example_queries([r.captions for r in st.engine.library.records], fallback=fallback)
 
 
+def _media_url(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(("http://", "https://")) and f"{ROUTE}/" in value
+
+
+def _media_file(value: str, kind=FileData):
+    """An app.media URL as Gradio's file data: the browser fetches it, Gradio neither copies nor checks it."""
+    name = value.rsplit("/", 1)[-1]
+    return kind(path=value, url=value, orig_name=name, mime_type=media_type(name))
+
+
+class LibraryVideo(gr.Video):
+    """gr.Video that shows an app.media URL as it is (plain gr.Video downloads a URL into its cache)."""
+
+    is_template = True  # the frontend renders it with its Video component
+
+    def postprocess(self, value: Any):
+        return _media_file(value) if _media_url(value) else super().postprocess(value)
+
+
+class LibraryImage(gr.Image):
+    """gr.Image that shows an app.media URL as it is."""
+
+    is_template = True
+
+    def postprocess(self, value: Any):
+        return _media_file(value, ImageData) if _media_url(value) else super().postprocess(value)
+
+
+class LibraryGallery(gr.Gallery):
+    """gr.Gallery that takes (app.media URL, caption) items as they are, without the thread pool
+    plain gr.Gallery starts on every call to look at each item."""
+
+    is_template = True
+
+    def postprocess(self, value: Any):
+        if isinstance(value, list) and value and all(isinstance(v, tuple) and _media_url(v[0]) for v in value):
+            return GalleryData(root=[GalleryImage(image=_media_file(url, ImageData), caption=caption)
+                                     for url, caption in value])
+        return super().postprocess(value)
+
+
 def _player(prefix: str) -> tuple[gr.Video, gr.Image, gr.Markdown]:
-    video = gr.Video(label="Selected video", elem_id=f"{prefix}-video", visible=False, interactive=False,
-                     height=320, loop=True, autoplay=True)
-    strip = gr.Image(label="Sampled frames", elem_id=f"{prefix}-strip", visible=False, interactive=False)
+    video = LibraryVideo(label="Selected video", elem_id=f"{prefix}-video", visible=False, interactive=False,
+                         height=320, loop=True, autoplay=True)
+    strip = LibraryImage(label="Sampled frames", elem_id=f"{prefix}-strip", visible=False, interactive=False)
     return video, strip, gr.Markdown(elem_id=f"{prefix}-info")
 
 
-def _search_tab(h: Handlers, gpu) -> None:
+def _search_tab(h: Handlers, gpu) -> gr.Gallery:
     limits, lib = h.engine.limits, h.engine.library
     examples = _examples(h.st)
     with gr.Row(equal_height=True):
@@ -95,9 +139,9 @@ def _search_tab(h: Handlers, gpu) -> None:
         go = gr.Button("Search", variant="primary", elem_id="search-btn", scale=1, min_width=100)
     ex = gr.Examples([[q] for q in examples], inputs=[query], label="Example queries", cache_examples=False,
                      elem_id="search-examples", api_name="fill_search_example", api_visibility="private")
-    first, first_status, first_state = h.first_screen()
+    first_status, first_state = h.first_screen()
     status = gr.Markdown(first_status, elem_id="search-status")
-    gallery = gr.Gallery(first, label="Results", elem_id="results", columns=4, allow_preview=False,
+    gallery = LibraryGallery(label="Results", elem_id="results", columns=4, allow_preview=False,
                          object_fit="contain", height="auto")
     state = gr.State(first_state)
     with gr.Row():
@@ -117,6 +161,11 @@ def _search_tab(h: Handlers, gpu) -> None:
                              api_name="run_search_example", api_visibility="private", concurrency_id="search").then(
         h.clear_selection, None, selection, api_name="clear_selection_example", api_visibility="private",
         queue=False)
+    _wire_selection(h, gpu, gallery, state, selection, others)
+    return gallery
+
+
+def _wire_selection(h: Handlers, gpu, gallery: gr.Gallery, state: gr.State, selection: list, others: gr.Radio):
     gallery.select(gpu(h.select), inputs=[state], outputs=selection, api_name="select_result",
                    api_visibility="private", concurrency_id="search").then(
         None, None, None, js=SCROLL_AND_PLAY, api_visibility="private", queue=False)
@@ -133,8 +182,7 @@ def _describe_tab(h: Handlers, gpu, concurrency: int) -> None:
                                     f"{limits.max_video_seconds / 60:.0f} min)",
                               sources=["upload"], include_audio=True, elem_id="upload")
             btn = gr.Button("Describe", variant="primary", elem_id="describe-btn")
-            samples = [str(p) for p in (h.engine.video_path(i) for i in range(min(len(h.engine.library), 200)))
-                       if p is not None][:4]
+            samples = [str(p) for p in h.st.example_videos]
             ex = (gr.Examples([[s] for s in samples], inputs=[upload], label="Library videos to try",
                               cache_examples=False, api_name="fill_describe_example", elem_id="describe-examples",
                               api_visibility="private") if samples else None)
@@ -146,7 +194,7 @@ def _describe_tab(h: Handlers, gpu, concurrency: int) -> None:
                         interactive=False, wrap=True)
     libc = gr.Dataframe(headers=["caption", "score", "video"], label="Library caption matches",
                         elem_id="library-captions", interactive=False, wrap=True)
-    similar = gr.Gallery(label="Similar library videos (select one to play it)", elem_id="similar", columns=4,
+    similar = LibraryGallery(label="Similar library videos (select one to play it)", elem_id="similar", columns=4,
                          allow_preview=False, object_fit="contain", height="auto")
     similar_rows = gr.State([])
     with gr.Row():
@@ -166,11 +214,11 @@ def _describe_tab(h: Handlers, gpu, concurrency: int) -> None:
                    api_name="select_similar", api_visibility="private")
 
 
-def _library_tab(h: Handlers) -> None:
-    hits = h.library_hits(LIBRARY_GRID)
-    gr.Markdown(pages.library_summary_markdown(len(h.engine.library), len(hits), h.st.library_reason),
+def _library_tab(h: Handlers) -> gr.Gallery:
+    shown = min(LIBRARY_GRID, len(h.engine.library))
+    gr.Markdown(pages.library_summary_markdown(len(h.engine.library), shown, h.st.library_reason),
                 elem_id="library-summary")
-    grid = gr.Gallery(h.gallery(hits, with_score=False), label="Library videos", elem_id="library-grid",
+    grid = LibraryGallery(label="Library videos", elem_id="library-grid",
                       columns=5, allow_preview=False, object_fit="contain", height="auto")
     with gr.Row():
         video, strip, info = _player("browse")
@@ -179,10 +227,11 @@ def _library_tab(h: Handlers) -> None:
         gr.Markdown(pages.library_details_markdown(h.engine.info(), h.st.model_reason, h.st.library_reason,
                                                    h.st.attempts), elem_id="library-info")
     grid.select(h.select_library, None, [video, strip, info], api_name="select_library", api_visibility="private")
+    return grid
 
 
 def build_demo(st: Startup, config: Any = None, spaces: Any = None) -> gr.Blocks:
-    """The page. Call gr.set_static_paths(st.served_files) first (app.main.create_app does).
+    """The page. Call gr.set_static_paths(st.example_videos) first (app.main.create_app does).
 
     spaces: the ZeroGPU `spaces` module (found automatically on a ZeroGPU Space; tests pass a stand-in).
     """
@@ -198,24 +247,28 @@ def build_demo(st: Startup, config: Any = None, spaces: Any = None) -> gr.Blocks
         gr.Markdown(banner(st), elem_id="banner")
         with gr.Tabs():
             with gr.Tab("Search", id="search"):
-                _search_tab(h, gpu)
+                results = _search_tab(h, gpu)
             with gr.Tab("Describe a video", id="describe"):
                 _describe_tab(h, gpu, getattr(config, "describe_concurrency", 1))
             with gr.Tab("Library", id="library"):
-                _library_tab(h)
+                grid = _library_tab(h)
+        demo.load(h.page_galleries, None, [results, grid], api_name="page_galleries", api_visibility="private",
+                  queue=False)
         gr.api(gpu(h.similarity), api_name="similarity", concurrency_id="search")
         gr.api(h.library_info, api_name="library_info", queue=False)
-        register_tools(h.engine, gpu)  # search_videos, describe_video: JSON for programs and MCP agents
+        register_tools(h.engine, st.media, gpu)  # search_videos, describe_video: JSON for programs and MCP agents
     return demo
 
 
 def launch_kwargs(config, st: Startup) -> dict[str, Any]:
-    """Arguments for demo.launch(): size limit, the exact video files it may play, theme without web fonts."""
+    """Arguments for demo.launch(): size limit, the library's files (app.media's route; Gradio's own file
+    route serves only the Describe tab's example videos), theme without web fonts."""
     return dict(
         server_name=config.host,
         server_port=config.port,
         max_file_size=config.max_upload_bytes,
-        allowed_paths=[str(p) for p in st.video_files],
+        allowed_paths=[str(p) for p in st.example_videos],
+        app_kwargs={"routes": [st.media.route()]},
         show_error=False,  # handlers return their own one-line messages; Gradio's internals stay hidden
         theme=gr.themes.Soft(font=["ui-sans-serif", "system-ui", "sans-serif"],
                              font_mono=["ui-monospace", "monospace"]),

@@ -69,7 +69,7 @@ def test_search_over_http(client):
     assert scores == sorted(scores, reverse=True)
     assert all(r[1] for r in rows) and "4" in status
     url = gallery[0]["image"]["url"] if isinstance(gallery[0]["image"], dict) else None
-    assert url and "/gradio_api/file=" in url
+    assert url and url.startswith(client.src.rstrip("/") + "/media/") and url.endswith(".jpg")
 
 
 @pytest.mark.parametrize("query,words", [
@@ -146,18 +146,37 @@ def test_similarity_and_library_info(client, server):
 
 
 def test_only_thumbnails_and_videos_are_served(client, server):
+    """The library's files come from /media/<key>/<name> (exact files); Gradio's own file route serves
+    only the Describe tab's example videos; nothing else of the library, its folder or the machine."""
+    import json
+
     import httpx
 
-    gallery, _ = client.predict("a circle", 1, api_name="/search")
-    thumb = gallery[0]["image"]["path"]
-    video = sorted(server.videos.glob("*.mp4"))[0]
+    hits = json.loads(client.predict("a circle", 6, api_name="/search_videos"))["hits"]
+    assert len(hits) == 6
+    for h in hits:
+        for url, kind in ((h["thumbnail"], "image/jpeg"), (h["video"], "video/mp4")):
+            r = httpx.get(url, timeout=10)
+            assert r.status_code == 200 and r.headers["content-type"] == kind, url
+            assert r.headers["x-content-type-options"] == "nosniff"
+    thumb = next(server.lib.glob("thumbs/*.jpg"))
+    by_name = {u.rsplit("/", 1)[-1]: u for h in hits for u in (h["thumbnail"], h["video"])}
+    assert httpx.get(by_name[thumb.name], timeout=10).content == thumb.read_bytes()
+    video_url = hits[0]["video"]
+    ranged = httpx.get(video_url, headers={"Range": "bytes=0-99"}, timeout=10)
+    assert ranged.status_code == 206 and len(ranged.content) == 100  # the player can seek
+    key = video_url.split("/media/", 1)[1].split("/")[0]
+    for url in [f"{server.url}media/{key}/manifest.json", f"{server.url}media/{key}/../manifest.json",
+                f"{server.url}media/{'0' * 20}/{thumb.name}", f"{server.url}media/{key}",
+                f"{server.url}media/{key}/..%2F..%2Fmanifest.json", f"{server.url}media/../app.py"]:
+        assert httpx.get(url, timeout=10).status_code in (403, 404), url
 
     def get(path):
         return httpx.get(f"{server.url}gradio_api/file={path}", timeout=10).status_code
 
-    assert get(thumb) == 200
-    assert get(video) == 200
-    for path in ["/etc/passwd", server.lib / "manifest.json", server.lib / "video_emb.npy",
+    videos = sorted(server.videos.glob("*.mp4"))
+    assert get(videos[0]) == 200  # a Describe example: Gradio serves these four in place
+    for path in ["/etc/passwd", server.lib / "manifest.json", server.lib / "video_emb.npy", thumb, videos[-1],
                  server.lib / "videos.jsonl", server.videos.parent / "MSRVTT_data.json", server.bad / "notes.mp4",
                  server.root / "app.log", "app.py", "../../../../etc/passwd",
                  f"{server.lib}/thumbs/../manifest.json"]:

@@ -108,7 +108,7 @@ def test_api_hit_json_returns_the_segment_as_start_and_end(long_engine):
 
     res = long_engine.search("a red circle moves left", 10)
     for h in res.hits:
-        j = hit_json(long_engine, h, "", res.query)
+        j = hit_json(long_engine, h, lambda path: None, res.query)
         if h.file_id == "long.mp4":
             assert (j["start"], j["end"]) == (round(h.start, 3), round(h.end, 3)) and j["video_id"] == "long.mp4"
         else:

@@ -82,6 +82,8 @@ def test_only_the_exact_files_are_served_not_their_folders(built, tmp_path):
     st = _start(lib, tmp_path)
     served = {p.name for p in st.served_files}
     assert "evil.html" not in served and all(p.is_file() for p in st.served_files)
+    assert lib / "thumbs" / "evil.html" not in st.media and all(p in st.media for p in st.served_files)
+    assert len(st.media) == len({p.resolve() for p in st.served_files})
     assert {p.resolve() for p in st.video_files} <= {p.resolve() for p in built[1].glob("*.mp4")}
     assert len(st.video_files) == 4
 
@@ -143,6 +145,13 @@ def test_uploads_expire():
     assert demo.delete_cache == (cfg.upload_ttl_s, cfg.upload_ttl_s) and cfg.upload_ttl_s <= 3600
 
 
+def _media_url(path, root: str) -> str:
+    """The URL app.media gives path (its key is a function of the resolved path)."""
+    from app.media import MediaFiles
+
+    return MediaFiles([path]).url(path, root.rstrip("/"))
+
+
 @pytest.mark.slow
 def test_server_answers_only_for_the_library_files(built, tmp_path):
     """The real server with a tampered library: /etc and the files beside the videos stay closed."""
@@ -158,7 +167,11 @@ def test_server_answers_only_for_the_library_files(built, tmp_path):
     with AppServer(["--model", "random:tiny", "--library", str(lib),
                     "--cache-dir", str(tmp_path / "cache")], log_path=tmp_path / "app.log") as srv:
         def get(path) -> int:
-            return httpx.get(f"{srv.url}gradio_api/file={path}", timeout=10).status_code
+            """The answer for path under /media (its key as the app would make it), or Gradio's file
+            route when that says more than 'not found'."""
+            media = httpx.get(_media_url(path, srv.url), timeout=10).status_code
+            gradio = httpx.get(f"{srv.url}gradio_api/file={path}", timeout=10).status_code
+            return media if gradio in (403, 404) else gradio
 
         rows = [json.loads(line) for line in (lib / VIDEOS).read_text().splitlines() if line.strip()]
         kept = rows[3]  # rows 0-2 are tampered, so refused
@@ -191,6 +204,9 @@ def test_a_hub_dataset_in_the_cache_serves_its_thumbnails(built, tmp_path):
     with AppServer(["--model", "random:tiny", "--library", "hf-hub:someone/shapes",
                     "--cache-dir", str(tmp_path / "cache")], env=env, log_path=tmp_path / "app.log") as srv:
         row = json.loads((snapshot / VIDEOS).read_text().splitlines()[0])
-        url = f"{srv.url}gradio_api/file={snapshot / row['thumbnail']}"
-        assert httpx.get(url, timeout=10).status_code == 200
-        assert httpx.get(f"{srv.url}gradio_api/file={snapshot / MANIFEST}", timeout=10).status_code in (403, 404)
+        thumb = snapshot / row["thumbnail"]
+        r = httpx.get(_media_url(thumb, srv.url), timeout=10)
+        assert r.status_code == 200 and r.content == thumb.read_bytes()
+        for path in (snapshot / MANIFEST, thumb):  # Gradio's own route serves neither
+            assert httpx.get(f"{srv.url}gradio_api/file={path}", timeout=10).status_code in (403, 404)
+        assert httpx.get(_media_url(snapshot / MANIFEST, srv.url), timeout=10).status_code == 404

@@ -60,7 +60,7 @@ def test_search_videos_returns_structured_hits(server):
     for h in hits:
         assert set(h) >= {"id", "video", "start", "end", "score", "caption"}
         assert 0.0 <= h["start"] < h["end"] <= h["duration"] + 1e-6
-        assert h["video"].startswith(server.url.rstrip("/") + "/gradio_api/file=") and h["video"].endswith(".mp4")
+        assert h["video"].startswith(server.url.rstrip("/") + "/media/") and h["video"].endswith(f"/{h['id']}.mp4")
     ids = {p.stem for p in server.videos.glob("*.mp4")}
     assert {h["id"] for h in hits} <= ids
 
