@@ -13,6 +13,7 @@ Event API (every event has an explicit api_name; callable with gradio_client):
 
 from __future__ import annotations
 
+from abc import ABCMeta
 from typing import Any
 
 import gradio as gr
@@ -90,7 +91,15 @@ def _media_file(value: str, kind=FileData):
     return kind(path=value, url=value, orig_name=name, mime_type=media_type(name))
 
 
-class LibraryVideo(gr.Video):
+class _NoStub(type(gr.Video)):
+    """Gradio's component metaclass writes a .pyi stub beside the module of every component class it
+    makes; these subclasses add no events, so they are made as plain classes (the checkout stays clean)."""
+
+    def __new__(mcs, name, bases, attrs):
+        return ABCMeta.__new__(mcs, name, bases, attrs)
+
+
+class LibraryVideo(gr.Video, metaclass=_NoStub):
     """gr.Video that shows an app.media URL as it is (plain gr.Video downloads a URL into its cache)."""
 
     is_template = True  # the frontend renders it with its Video component
@@ -99,7 +108,7 @@ class LibraryVideo(gr.Video):
         return _media_file(value) if _media_url(value) else super().postprocess(value)
 
 
-class LibraryImage(gr.Image):
+class LibraryImage(gr.Image, metaclass=_NoStub):
     """gr.Image that shows an app.media URL as it is."""
 
     is_template = True
@@ -108,7 +117,7 @@ class LibraryImage(gr.Image):
         return _media_file(value, ImageData) if _media_url(value) else super().postprocess(value)
 
 
-class LibraryGallery(gr.Gallery):
+class LibraryGallery(gr.Gallery, metaclass=_NoStub):
     """gr.Gallery that takes (app.media URL, caption) items as they are, without the thread pool
     plain gr.Gallery starts on every call to look at each item."""
 

@@ -7,6 +7,7 @@ resolutions each): most of a search request's server time, growing with the libr
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -115,6 +116,7 @@ def test_components_pass_media_urls_through_without_touching_files(files, monkey
     assert s["url"] == media.url(jpg, ROOT)
     assert calls == []
     assert LibraryGallery().get_block_name() == "gallery" and LibraryVideo().get_block_name() == "video"
+    assert not list((Path(__file__).parent.parent / "app").glob("*.pyi"))  # Gradio wrote no stub into the checkout
 
 
 def test_gradio_serves_no_library_file_itself(tmp_path, tiny_model, monkeypatch):
