@@ -8,6 +8,7 @@ per request (text embeddings of recent queries are cached instead).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -23,6 +24,7 @@ import numpy as np
 from app.batcher import MicroBatcher
 from app.config import Limits
 from app.moments import Timeline, timeline
+from app.tokens import QueryTokenizer
 from model.files import atomic_save
 from model.text_fast import FastTextError, fast_text_wanted
 from video.frames import time_order
@@ -217,15 +219,16 @@ class SearchEngine:
         import torch
 
         self._torch = torch
+        tokens = QueryTokenizer(model)
+        self._tokenizer = tokens if tokens.available else None
+        cfg = getattr(model, "config", None)
+        self._context = int(getattr(cfg, "context_length", 77) if cfg is not None else 77)
+        self._row_files = functools.lru_cache(maxsize=4096)(self._files_of_row)
         self.text_path = self._enable_fast_text(fast_text_wanted(fast_text or "off"))
         # Concurrent queries are encoded together: one forward pass for all that arrived meanwhile.
         self.query_batcher: MicroBatcher[str, np.ndarray] = MicroBatcher(
             self._encode_queries, window=batch_window, max_batch=32, name="query-batcher")
         self.num_frames = int(getattr(getattr(model, "config", None), "num_frames", 0) or library.num_frames)
-        tok = getattr(model, "tokenizer", None)
-        self._tokenizer = tok if hasattr(tok, "encode") else None
-        cfg = getattr(model, "config", None)
-        self._context = int(getattr(cfg, "context_length", 77) if cfg is not None else 77)
 
         # caption bank and library captions, encoded once
         self.bank: list[str] = _unique(caption_bank or [])
@@ -338,7 +341,8 @@ class SearchEngine:
     def _encode_text(self, texts: list[str]) -> np.ndarray:
         with self._text_lock, self._torch.inference_mode():
             if self._fast_text is not None:
-                emb = self._fast_text.encode(self.model.tokenize(texts))
+                emb = self._fast_text.encode(self._tokenizer.tokens(texts, self._context) if self._tokenizer
+                                             else self.model.tokenize(texts))
             else:
                 emb = self.model.encode_text(texts)
         return emb.detach().to("cpu", self._torch.float32).numpy()
@@ -418,15 +422,20 @@ class SearchEngine:
         hits = [self._hit(r + 1, int(i), float(s)) for r, (s, i) in enumerate(zip(scores[0], idx[0])) if i >= 0]
         return SearchResult(True, " ".join(notes), query=text, k=kk, hits=hits, seconds=time.perf_counter() - t0)
 
+    def _files_of_row(self, i: int) -> tuple[Path | None, Path | None, Path | None]:
+        """(thumbnail, poster, video) of row i: a few file-system calls each, so remembered (_row_files)."""
+        rec = self.library.records[i]
+        return self.library.media_path(rec.thumbnail), self.library.media_path(rec.poster), self.video_path(i)
+
     def _hit(self, rank: int, i: int, score: float) -> Hit:
         rec = self.library.records[i]
         caps = [c for c in rec.captions if c and c.strip()]
         caption = caps[0] if caps else (Path(rec.path).name if rec.path else rec.id)  # never a generated one
+        thumbnail, poster, video = self._row_files(i)
         return Hit(
             rank=rank, index=i, id=rec.id, score=score, caption=caption, captions=caps,
-            generated_caption=rec.generated_caption,
-            thumbnail=self.library.media_path(rec.thumbnail), poster=self.library.media_path(rec.poster),
-            video=self.video_path(i), duration=float(rec.duration or 0.0),
+            generated_caption=rec.generated_caption, thumbnail=thumbnail, poster=poster,
+            video=video, duration=float(rec.duration or 0.0),
             file_id=rec.video, start=float(rec.start), end=float(rec.end or rec.duration or 0.0),
         )
 
