@@ -39,7 +39,8 @@ def root_url(request: Any) -> str:
     try:
         from gradio import route_utils
 
-        return route_utils.get_root_url(req, req.url.path, None)
+        root_path = getattr(req.scope.get("app"), "root_path", None) or req.scope.get("root_path")
+        return route_utils.get_root_url(req, req.url.path, root_path or None)
     except Exception:  # a link is a convenience: never fail the call for it
         return ""
 

@@ -159,3 +159,28 @@ def test_gradio_queue_summary_is_not_rebuilt_per_event(monkeypatch):
     monkeypatch.setenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", "7")
     set_environment_defaults()
     assert os.environ["GRADIO_ANALYTICS_CACHE_FREQUENCY"] == "7"  # the user's setting wins
+
+
+def _request(path: str, headers: dict[str, str], root_path: str = ""):
+    from types import SimpleNamespace
+
+    from starlette.requests import Request
+
+    scope = {"type": "http", "method": "POST", "path": path, "root_path": root_path, "scheme": "http",
+             "server": ("127.0.0.1", 7860), "query_string": b"",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+    return SimpleNamespace(request=Request(scope))
+
+
+def test_links_use_the_address_the_caller_used():
+    """Media URLs are absolute (Gradio passes only those through): they must be the caller's own address,
+    behind a proxy (a Space) and under a sub-path as well."""
+    from app.mcp import root_url
+
+    assert root_url(_request("/gradio_api/call/search", {"host": "127.0.0.1:7860"})) == "http://127.0.0.1:7860"
+    space = _request("/gradio_api/queue/join", {"host": "10.0.0.3:7860", "x-forwarded-host": "org-demo.hf.space",
+                                                 "x-forwarded-proto": "https"})
+    assert root_url(space) == "https://org-demo.hf.space"
+    sub = _request("/videos/gradio_api/call/search", {"host": "example.org"}, root_path="/videos")
+    assert root_url(sub) == "http://example.org/videos"
+    assert root_url(None) == "" and root_url(object()) == ""
