@@ -99,7 +99,7 @@ def test_components_pass_media_urls_through_without_touching_files(files, monkey
     """What a search's gallery, the player and the strip cost Gradio: no path checks, no copies, no download."""
     import gradio.processing_utils as pu
 
-    from app.ui import LibraryGallery, LibraryImage, LibraryVideo
+    from app.components import LibraryGallery, LibraryImage, LibraryVideo
 
     jpg, mp4, _, _ = files
     media = MediaFiles([jpg, mp4])
