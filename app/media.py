@@ -37,20 +37,20 @@ def _key(path: Path) -> str:
 
 
 class MediaFiles:
-    """The exact files the page may show, each under a key made from its resolved path.
+    """The exact files the page may show, each under a key made from its absolute path.
 
-    A file keeps the name it was given (a Hub cache's thumbnail is a symlink named x.jpg into a blob
-    with no extension): that name is in its URL and sets its content type."""
+    Nothing is resolved at start-up (a path costs a dict entry, not file-system calls); a symlink (a Hub
+    cache's thumbnail is one, named x.jpg, into a blob without an extension) is served under its own
+    name, which is in its URL and sets its content type."""
 
     def __init__(self, files: Iterable[Path | str]):
         self._by_key: dict[str, tuple[Path, str]] = {}
         self._key_of: dict[Path, str] = {}
         for f in files:
-            given = Path(os.path.abspath(f))
-            real = given.resolve()
-            k = self._key_of.get(real) or _key(real)
-            self._by_key.setdefault(k, (real, given.name))
-            self._key_of[given] = self._key_of[real] = k
+            p = Path(os.path.abspath(f))
+            if p not in self._key_of:
+                k = _key(p)
+                self._by_key[k], self._key_of[p] = (p, p.name), k
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -59,8 +59,7 @@ class MediaFiles:
         return path is not None and self.key(path) is not None
 
     def key(self, path: Path | str) -> str | None:
-        p = Path(os.path.abspath(path))
-        return self._key_of.get(p) or self._key_of.get(p.resolve())
+        return self._key_of.get(Path(os.path.abspath(path)))
 
     def linker(self, root: str):
         """path -> absolute URL (or None) under root: how app.mcp and app.handlers link files."""

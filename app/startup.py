@@ -428,8 +428,8 @@ def media_files(lib) -> list[Path]:
 
     Exact files, never the folders: a library from a stranger may hold anything else beside them.
     """
-    videos = {p.resolve() for p in video_files(lib)}
-    return sorted(p for p in lib.allowed_files() if p.resolve() not in videos)
+    videos = set(video_files(lib))  # both absolute and normalised, as the library names them
+    return sorted(lib.allowed_files() - videos)
 
 
 def untrusted_source_note(lib) -> str | None:
