@@ -219,8 +219,8 @@ class SearchEngine:
         import torch
 
         self._torch = torch
-        tokens = QueryTokenizer(model)
-        self._tokenizer = tokens if tokens.available else None
+        self._tokens = QueryTokenizer(model)  # batches for the fast path: the model's own tokenize, memoised
+        self._tokenizer = self._tokens if self._tokens.available else None
         cfg = getattr(model, "config", None)
         self._context = int(getattr(cfg, "context_length", 77) if cfg is not None else 77)
         self._row_files = functools.lru_cache(maxsize=4096)(self._files_of_row)
@@ -341,8 +341,7 @@ class SearchEngine:
     def _encode_text(self, texts: list[str]) -> np.ndarray:
         with self._text_lock, self._torch.inference_mode():
             if self._fast_text is not None:
-                emb = self._fast_text.encode(self._tokenizer.tokens(texts, self._context) if self._tokenizer
-                                             else self.model.tokenize(texts))
+                emb = self._fast_text.encode(self._tokens.tokens(texts, self._context))
             else:
                 emb = self.model.encode_text(texts)
         return emb.detach().to("cpu", self._torch.float32).numpy()

@@ -103,8 +103,7 @@ class Handlers:
             label = f"{h.rank}. {h.label}" if with_score else h.caption
             if spans and spans[n]:
                 label = f"{label} · {spans[n]}"
-            shown = self.st.media.url(img, root) if root else (str(img) if img else None)
-            items.append((shown or _placeholder(), label))
+            items.append((self._link(img, root) or _placeholder(), label))
         return items
 
     def library_hits(self, n: int) -> list[Hit]:
@@ -120,9 +119,9 @@ class Handlers:
     def page_galleries(self, request: gr.Request = None) -> tuple[list, list]:
         """The first screen's and the Library tab's galleries, filled when a page loads (their URLs
         need the address the page was opened at)."""
-        root = root_url(request)
-        return (self.gallery(self.library_hits(FIRST_SCREEN), with_score=False, root=root),
-                self.gallery(self.library_hits(LIBRARY_GRID), with_score=False, root=root))
+        grid = self.gallery(self.library_hits(max(FIRST_SCREEN, LIBRARY_GRID)), with_score=False,
+                            root=root_url(request))
+        return grid[:FIRST_SCREEN], grid[:LIBRARY_GRID]
 
     # ------------------------------------------------------------------ search tab
     def search(self, query: str, k: float, request: gr.Request = None) -> tuple[list, str, dict]:

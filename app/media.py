@@ -44,13 +44,13 @@ class MediaFiles:
     name, which is in its URL and sets its content type."""
 
     def __init__(self, files: Iterable[Path | str]):
-        self._by_key: dict[str, tuple[Path, str]] = {}
+        self._by_key: dict[str, Path] = {}
         self._key_of: dict[Path, str] = {}
         for f in files:
             p = Path(os.path.abspath(f))
             if p not in self._key_of:
                 k = _key(p)
-                self._by_key[k], self._key_of[p] = (p, p.name), k
+                self._by_key[k], self._key_of[p] = p, k
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -70,14 +70,14 @@ class MediaFiles:
         if path is None or not root:
             return None
         k = self.key(path)
-        return f"{root.rstrip('/')}{ROUTE}/{k}/{quote(self._by_key[k][1])}" if k else None
+        return f"{root.rstrip('/')}{ROUTE}/{k}/{quote(self._by_key[k].name)}" if k else None
 
     def file(self, key: str, name: str) -> tuple[Path, str] | None:
         """(file, name) behind ROUTE/key/name, if that is exactly a served file that still exists."""
-        entry = self._by_key.get(key)
-        if entry is None or entry[1] != name or not entry[0].is_file():
+        p = self._by_key.get(key)
+        if p is None or p.name != name or not p.is_file():
             return None
-        return entry
+        return p, p.name
 
     def route(self):
         """The Starlette route that serves the files (ranges included, so videos can seek)."""

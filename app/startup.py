@@ -68,7 +68,7 @@ class Startup:
         """Every file the web server may serve from the library (exact files, no folders)."""
         return self.media_files + list(self.video_files)
 
-    @property
+    @functools.cached_property
     def example_videos(self) -> list[Path]:
         """Up to four of the library's playable files: the Describe tab's examples (Gradio serves these)."""
         engine, found = self.engine, []
@@ -423,13 +423,13 @@ def attach_folder_captions(lib) -> int:
     return n
 
 
-def media_files(lib) -> list[Path]:
+def media_files(lib, videos: list[Path]) -> list[Path]:
     """The thumbnails and posters of the library's rows (refused rows excluded), as the library names them.
 
     Exact files, never the folders: a library from a stranger may hold anything else beside them.
+    videos: video_files(lib) (both lists hold absolute, normalised paths, as the library names them).
     """
-    videos = set(video_files(lib))  # both absolute and normalised, as the library names them
-    return sorted(lib.allowed_files() - videos)
+    return sorted(lib.allowed_files() - set(videos))
 
 
 def untrusted_source_note(lib) -> str | None:
@@ -571,4 +571,4 @@ def _serve(config: AppConfig, model, lib, lib_reason: str, attempts: list[str], 
         engine.notes.append(f"No caption bank at {config.caption_bank}: the Describe tab ranks library captions only.")
     return Startup(engine=engine, model_spec=model.spec, model_reason="", library_root=lib.root,
                    library_reason=lib_reason, attempts=attempts, offline=offline, video_files=files,
-                   media_files=media_files(lib))
+                   media_files=media_files(lib, files))
